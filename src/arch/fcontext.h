@@ -1,0 +1,40 @@
+/* arch/fcontext.h - the context-switch ABI (private).
+ *
+ * weft switches stacks with Boost.Context's fcontext assembly, taken from
+ * Debian's libboost_context.a at build time with its three symbols renamed
+ * to weft__make_fcontext, weft__jump_fcontext and weft__ontop_fcontext (see
+ * cmake/fcontext.cmake), so a program may link its own Boost.Context beside
+ * weft. This header is the only place that knows those symbols.
+ *
+ * The semantics, for every supported architecture:
+ *  - weft__make_fcontext(sp, size, fn) prepares a context on a stack whose
+ *    highest address is sp (stacks grow down on every target weft supports)
+ *    so that the first jump to it calls fn(transfer) on that stack. fn must
+ *    never return.
+ *  - weft__jump_fcontext(to, data) saves the callee-saved registers on the
+ *    current stack, switches to `to` and passes `data`; the resumed side's
+ *    jump (or fn) receives {the context just left, data}. The context
+ *    handle of a suspended side is only valid until it is resumed once.
+ */
+#ifndef WEFT_ARCH_FCONTEXT_H
+#define WEFT_ARCH_FCONTEXT_H
+
+#include <stddef.h>
+
+typedef void *weft__fctx;
+
+typedef struct weft__transfer {
+    weft__fctx fctx;
+    void *data;
+} weft__transfer;
+
+weft__fctx     weft__make_fcontext(void *sp, size_t size, void (*fn)(weft__transfer));
+weft__transfer weft__jump_fcontext(weft__fctx const to, void *data);
+weft__transfer weft__ontop_fcontext(weft__fctx const to, void *data,
+                                    weft__transfer (*fn)(weft__transfer));
+
+/* fcontext keeps its own 16-byte alignment; these say how much room its
+ * initial frame takes so the stack pool can tell what a fiber really used. */
+#define WEFT__STACK_ALIGN 16
+
+#endif

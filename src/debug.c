@@ -1,0 +1,282 @@
+/* debug.c - what weft shows when things go wrong or someone looks inside:
+ * stack overflow reports, the guard-page fault handler, weft_stats_get()
+ * and weft_dump(), and the invariant check that aborts.
+ *
+ * An overflow must never pass as silent corruption. A fiber that runs into
+ * its guard page faults; the SIGSEGV handler (on an alternate signal stack,
+ * since the faulting stack is exhausted) checks whether the address lies in
+ * the running fiber's guard page and, if so, prints one line naming the
+ * fiber and aborts. Faults that are not weft's are passed on to whatever
+ * handler was installed before, or to the default action. A fiber without
+ * a guard page has a canary word at its stack limit that the scheduler
+ * checks each time the fiber switches out (sched.c), with the same report.
+ */
+#include "internal.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+_Noreturn void weft__must_fail(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "weft: internal error at %s:%d: %s\n", file, line, what);
+    abort();
+}
+
+/* ------------------------------------------------------- overflow reports */
+
+/* Async-signal-safe formatting: the report may be written from a SIGSEGV
+ * handler, where stdio is off limits. */
+struct line { char buf[256]; size_t len; };
+
+static void put_str(struct line *l, const char *s)
+{
+    while (*s && l->len < sizeof l->buf - 1)
+        l->buf[l->len++] = *s++;
+}
+
+static void put_u64(struct line *l, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && l->len < sizeof l->buf - 1)
+        l->buf[l->len++] = tmp[--n];
+}
+
+_Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *how)
+{
+    struct line l = { .len = 0 };
+    put_str(&l, "weft: fiber ");
+    put_u64(&l, f->id);
+    put_str(&l, " \"");
+    put_str(&l, f->name);
+    put_str(&l, "\" overflowed its ");
+    put_u64(&l, f->stack ? f->stack->size / 1024 : 0);
+    put_str(&l, " KiB stack (");
+    put_str(&l, how);
+    put_str(&l, "); aborting\n");
+    ssize_t ignored = write(STDERR_FILENO, l.buf, l.len);
+    (void)ignored;
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+/* ------------------------------------------------------ the fault handler */
+
+static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
+static int fault_users;
+static struct sigaction old_segv, old_bus;
+
+static __thread stack_t saved_altstack;
+static __thread void *own_altstack;
+static __thread size_t own_altstack_len;
+
+static void pass_on(int sig, siginfo_t *si, void *uc)
+{
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uc);
+        return;
+    }
+    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    /* Default action: uninstall and return, so the faulting instruction
+     * runs again and the kernel delivers the signal with its usual effect. */
+    signal(sig, SIG_DFL);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+    struct weft__worker *w = weft__worker();
+    struct weft__fiber *f = weft__self(w);
+    if (f && f->stack && f->stack->guard != WEFT__GK_CANARY) {
+        const char *a = si->si_addr;
+        const char *lo = f->stack->lo;
+        if (a < lo && a >= lo - weft__page_size())
+            weft__overflow_report(f, "it hit the guard page");
+    }
+    pass_on(sig, si, uc);
+}
+
+int weft__fault_install(void)
+{
+    /* Each thread that runs fibers needs its own alternate signal stack:
+     * a guard-page fault leaves no room on the stack that faulted. */
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
+        own_altstack = NULL;
+    } else {
+        size_t len = 64 * 1024;
+        if (len < (size_t)SIGSTKSZ)
+            len = (size_t)SIGSTKSZ;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return -ENOMEM;
+        stack_t ss = { .ss_sp = p, .ss_size = len, .ss_flags = 0 };
+        if (sigaltstack(&ss, &saved_altstack) != 0) {
+            int err = -errno;
+            munmap(p, len);
+            return err;
+        }
+        own_altstack = p;
+        own_altstack_len = len;
+    }
+    pthread_mutex_lock(&fault_lock);
+    if (fault_users++ == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &old_segv);
+        sigaction(SIGBUS, &sa, &old_bus);
+    }
+    pthread_mutex_unlock(&fault_lock);
+    return 0;
+}
+
+void weft__fault_uninstall(void)
+{
+    pthread_mutex_lock(&fault_lock);
+    if (--fault_users == 0) {
+        sigaction(SIGSEGV, &old_segv, NULL);
+        sigaction(SIGBUS, &old_bus, NULL);
+    }
+    pthread_mutex_unlock(&fault_lock);
+    if (own_altstack) {
+        sigaltstack(&saved_altstack, NULL);
+        munmap(own_altstack, own_altstack_len);
+        own_altstack = NULL;
+    }
+}
+
+/* ------------------------------------------------------------- statistics */
+
+static uint64_t retired_spawned, retired_switches, retired_steals;
+
+static uint64_t rd(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+
+/* Called with the registry locked, as rt leaves it. */
+void weft__stats_retire(struct weft_rt *rt)
+{
+    retired_spawned += rd(&rt->w0.n_spawned);
+    retired_switches += rd(&rt->w0.n_switches);
+}
+
+static void add_rt(struct weft_rt *rt, void *ctx)
+{
+    weft_stats *s = ctx;
+    s->runtimes++;
+    s->fibers_live += __atomic_load_n(&rt->live, __ATOMIC_RELAXED);
+    s->fibers_spawned += rd(&rt->w0.n_spawned);
+    s->switches += rd(&rt->w0.n_switches);
+    for (struct weft__pool *p = rt->pools; p; p = p->next) {
+        uint64_t nfree = __atomic_load_n(&p->nfree, __ATOMIC_RELAXED);
+        uint64_t total = __atomic_load_n(&p->total, __ATOMIC_RELAXED);
+        s->stacks_pooled += nfree;
+        s->stacks_in_use += total - nfree;
+        s->stacks_guard_madvise += p->n_madvise;
+        s->stacks_guard_mprotect += p->n_mprotect;
+        s->stacks_canary += p->n_canary;
+        s->stack_bytes_mapped += total * p->slot_size;
+    }
+}
+
+void weft_stats_get(weft_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    weft__registry_lock();
+    weft__registry_each_locked(add_rt, out);
+    out->fibers_spawned += retired_spawned;
+    out->switches += retired_switches;
+    out->steals += retired_steals;
+    weft__registry_unlock();
+    out->stacks_guarded = out->stacks_guard_madvise + out->stacks_guard_mprotect;
+    out->map_entries = (uint64_t)atomic_load(&weft__map_entries_used);
+}
+
+/* ------------------------------------------------------------------- dump */
+
+static const char *const state_names[] = {
+    [WEFT__F_FREE] = "free", [WEFT__F_RUNNABLE] = "runnable", [WEFT__F_RUNNING] = "running",
+    [WEFT__F_PARKED] = "parked", [WEFT__F_EXITING] = "exiting",
+    [WEFT__F_DONE] = "finished, not joined", [WEFT__F_SCHED] = "scheduler",
+};
+
+static const char *const wait_names[WEFT__W_KINDS] = {
+    [WEFT__W_NONE] = "nothing", [WEFT__W_SLEEP] = "sleep", [WEFT__W_JOIN] = "join",
+    [WEFT__W_FD] = "fd", [WEFT__W_CHAN] = "channel", [WEFT__W_SELECT] = "select",
+    [WEFT__W_MUTEX] = "mutex", [WEFT__W_COND] = "cond", [WEFT__W_SEM] = "semaphore",
+    [WEFT__W_WG] = "wait group", [WEFT__W_OFFLOAD] = "offload", [WEFT__W_SIGNAL] = "signal",
+};
+
+static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
+{
+    fprintf(out, "  fiber %llu \"%s\" %s", (unsigned long long)f->id, f->name,
+            state_names[f->state]);
+    if (f->flags & WEFT__FL_CANCELLED)
+        fprintf(out, " (cancelled)");
+    if (f->state == WEFT__F_PARKED) {
+        int k = f->wait.kind >= 0 && f->wait.kind < WEFT__W_KINDS ? f->wait.kind : 0;
+        fprintf(out, " on %s", wait_names[k] ? wait_names[k] : "?");
+        if (k == WEFT__W_FD)
+            fprintf(out, " %d (%s)", (int)(intptr_t)f->wait.obj,
+                    f->wait.detail & WEFT_WRITE ? "write" : "read");
+        else if (k == WEFT__W_JOIN && f->wait.obj)
+            fprintf(out, " of fiber %llu",
+                    (unsigned long long)((const struct weft__fiber *)f->wait.obj)->id);
+        else if (f->wait.obj)
+            fprintf(out, " %p", f->wait.obj);
+        fprintf(out, " for %.1f ms", (double)(now - f->wait.since) / 1e6);
+        if (f->wait.deadline != WEFT_FOREVER)
+            fprintf(out, ", deadline in %.1f ms", (double)(f->wait.deadline - now) / 1e6);
+    }
+    if (f->stack)
+        fprintf(out, ", %zu KiB stack%s", f->stack->size / 1024,
+                f->stack->guard == WEFT__GK_CANARY ? " (canary)" : "");
+    fputc('\n', out);
+}
+
+static void dump_summary(struct weft_rt *rt, void *ctx)
+{
+    FILE *out = ctx;
+    fprintf(out, "weft: runtime %p: %d worker(s), %zu live fibers, %llu spawned, %llu switches\n",
+            (void *)rt, rt->cfg.workers, __atomic_load_n(&rt->live, __ATOMIC_RELAXED),
+            (unsigned long long)rd(&rt->w0.n_spawned),
+            (unsigned long long)rd(&rt->w0.n_switches));
+}
+
+void weft_dump(FILE *out)
+{
+    if (!out)
+        return;
+    struct weft__worker *w = weft__worker();
+    if (!weft__self(w)) {
+        weft__registry_lock();
+        weft__registry_each_locked(dump_summary, out);
+        weft__registry_unlock();
+        return;
+    }
+    struct weft_rt *rt = w->rt;
+    int64_t now = weft__clock();
+    dump_summary(rt, out);
+    fprintf(out, "  worker 0: %zu runnable, %zu timers armed\n", w->rq_len, w->wheel.count);
+    for (uint32_t b = 0; b < rt->ft.nblocks; b++)
+        for (uint32_t i = 0; i < WEFT__FT_BLOCK; i++) {
+            const struct weft__fiber *f = &rt->ft.blocks[b][i];
+            if (f->state != WEFT__F_FREE)
+                dump_fiber(out, f, now);
+        }
+    fflush(out);
+}

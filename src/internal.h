@@ -1,0 +1,256 @@
+/* internal.h - the runtime's private structures and the calls its files
+ * share (private; never installed).
+ *
+ * Ownership in one paragraph: a runtime (struct weft_rt) owns its workers,
+ * its fiber table and its stack pool. A worker owns its run queue, its
+ * timer wheel and its reactor, and runs on one OS thread. A fiber control
+ * block lives in the runtime's fiber table from spawn until it is joined
+ * (or, detached, until it exits); its stack is borrowed from the pool while
+ * it runs and given back the moment it exits. Handles given to users are
+ * not pointers but (generation, index) pairs into the table, so a stale
+ * handle is always recognised (-ESRCH) instead of reaching a reused block.
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft.h"
+#include "arch/fcontext.h"
+#include "reactor.h"
+#include "sanitizer.h"
+#include "stack.h"
+#include "timer.h"
+
+#define weft__likely(x)   __builtin_expect(!!(x), 1)
+#define weft__unlikely(x) __builtin_expect(!!(x), 0)
+#define weft__container_of(p, type, member) \
+    ((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* Broken internal invariants abort here, in every build. */
+_Noreturn void weft__must_fail(const char *file, int line, const char *what);
+#define weft__must(cond, what) \
+    do { if (weft__unlikely(!(cond))) weft__must_fail(__FILE__, __LINE__, what); } while (0)
+
+/* ------------------------------------------------------------------ fibers */
+
+enum weft__fstate {
+    WEFT__F_FREE = 0,  /* in the table's free list */
+    WEFT__F_RUNNABLE,  /* on a run queue */
+    WEFT__F_RUNNING,
+    WEFT__F_PARKED,    /* waiting; wait.kind says for what */
+    WEFT__F_EXITING,   /* returned; its stack is released by whoever runs next */
+    WEFT__F_DONE,      /* finished, result kept until joined */
+    WEFT__F_SCHED      /* a worker's own thread context, not a user fiber */
+};
+
+enum weft__fflag {
+    WEFT__FL_DETACHED  = 1u << 0,
+    WEFT__FL_CANCELLED = 1u << 1,
+    WEFT__FL_MAIN      = 1u << 2,  /* the runtime's main_fn fiber */
+    WEFT__FL_PINNED    = 1u << 3,
+    WEFT__FL_VOIDFN    = 1u << 4   /* fn is void (*)(void *): main and posted fibers */
+};
+
+enum weft__wait_kind {
+    WEFT__W_NONE = 0, WEFT__W_SLEEP, WEFT__W_JOIN, WEFT__W_FD, WEFT__W_CHAN,
+    WEFT__W_SELECT, WEFT__W_MUTEX, WEFT__W_COND, WEFT__W_SEM, WEFT__W_WG,
+    WEFT__W_OFFLOAD, WEFT__W_SIGNAL, WEFT__W_KINDS
+};
+
+struct weft__fiber;
+
+/* What a parked fiber waits on. unlink, when set, takes the fiber off the
+ * object's wait queue; the park machinery calls it when the wait ends by
+ * timeout or cancellation, so no blocking call ever leaves a waiter behind. */
+struct weft__wait {
+    int kind;                       /* enum weft__wait_kind */
+    int detail;                     /* e.g. WEFT_READ/WEFT_WRITE for an fd */
+    const void *obj;                /* the fd (as intptr_t), channel, mutex, ... */
+    int64_t since;                  /* weft_now() when it parked (worker clock) */
+    int64_t deadline;
+    void (*unlink)(struct weft__fiber *f);
+    int uncancellable;              /* cancel only marks the fiber (e.g. offload) */
+};
+
+struct weft__fiber {
+    weft__fctx ctx;                 /* saved context while not running */
+    struct weft__fiber *next;       /* run queue link */
+    struct weft__worker *w;         /* worker it last ran on */
+    uint8_t state;                  /* enum weft__fstate */
+    uint8_t flags;                  /* enum weft__fflag */
+    uint16_t reserved_;
+    int wake_result;                /* what weft__park() returns */
+    const uint64_t *canary;         /* non-NULL: an unguarded stack's canary word */
+    union { weft_fn fn; void (*vfn)(void *); };
+    void *arg;
+    void *result;
+    struct weft__stack *stack;
+    struct weft__fiber *joiner;     /* the fiber in weft_join() on this one */
+    struct weft__fiber *live_prev, *live_next;  /* the runtime's live list */
+    struct weft__timer timer;       /* deadline of the current wait */
+    struct weft__wait wait;
+    void *wait_data;                /* free for the blocking call's own use */
+    uint64_t id;
+    uint32_t index, gen;            /* place in the fiber table; gen counts reuse */
+    struct weft__san san;
+    char name[32];
+};
+
+/* ----------------------------------------------------------------- workers */
+
+struct weft__worker {
+    struct weft_rt *rt;
+    struct weft__fiber *current;    /* running fiber, or &sched */
+    struct weft__fiber sched;       /* this thread's own context */
+    struct weft__fiber *rq_head, *rq_tail;
+    size_t rq_len;
+    unsigned budget;                /* switches left before looking at the clock */
+    int64_t next_check;             /* ns: when a fiber switch must pass the scheduler */
+    int64_t next_io;                /* ns: latest time for a non-blocking reactor look */
+    int64_t now;                    /* ns, refreshed by the scheduler */
+    int64_t epoch;                  /* ns at wheel tick 0 */
+    struct weft__wheel wheel;
+    const struct weft__reactor_ops *rops;
+    struct weft__reactor *reactor;
+    struct weft__iotab *io;         /* io.c: per-descriptor waiters, made on first use */
+    /* statistics, written by this worker only (relaxed atomics so other
+     * threads may read them) */
+    _Atomic uint64_t n_switches, n_spawned, n_parks, n_polls;
+};
+
+/* ---------------------------------------------------------------- runtime */
+
+struct weft__post {
+    struct weft__post *next;
+    void (*fn)(void *);
+    void *arg;
+};
+
+/* A wake-up handed in from another thread (weft__wake_remote); the node
+ * belongs to the waker and must stay valid until the fiber has run. */
+struct weft__rnode {
+    struct weft__rnode *next;
+    struct weft__fiber *f;
+    int result;
+};
+
+struct weft__ftable {
+    struct weft__fiber **blocks;    /* WEFT__FT_BLOCK control blocks each */
+    uint32_t nblocks, cap_blocks;
+    struct weft__fiber *free;       /* free list through ->next */
+    size_t nfree;
+};
+#define WEFT__FT_BLOCK 1024u
+
+struct weft_rt {
+    weft_config cfg;
+    struct weft__worker w0;
+    struct weft__ftable ft;
+    struct weft__pool *pools;        /* stack pools, one per stack size */
+    struct weft__fiber *live_head;   /* every fiber not yet exited */
+    size_t live;
+    struct weft__fiber *main;
+    bool shutting_down;
+    uint64_t id_next, id_end;        /* this runtime's batch of fiber ids */
+    /* weft_post from other threads */
+    pthread_mutex_t post_lock;
+    struct weft__post *post_head, *post_tail;
+    struct weft__rnode *remote_head, *remote_tail;
+    _Atomic size_t post_count;
+    bool post_closed;
+    /* process-wide registry of running runtimes (stats, dump) */
+    struct weft_rt *reg_next, *reg_prev;
+};
+
+/* The worker of the calling thread, or NULL. Never inlined: a fiber may
+ * resume on another thread, and the compiler must not reuse an address it
+ * computed before a switch. */
+struct weft__worker *weft__worker(void);
+void weft__worker_set(struct weft__worker *w);
+
+/* The running fiber, or NULL when the caller is not in a fiber. */
+static inline struct weft__fiber *weft__self(struct weft__worker *w)
+{
+    return (w && w->current != &w->sched) ? w->current : NULL;
+}
+
+/* Park the running fiber self of worker w until weft__wake(), the deadline
+ * or a cancellation. The caller has set self->wait.kind/.obj/.unlink and put
+ * self on the object's queue. Returns the value given to weft__wake(), or
+ * -ETIMEDOUT / -ECANCELED after calling wait.unlink (also at once, without
+ * parking, when the deadline has passed or self is already cancelled). */
+int  weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline);
+/* Make a parked fiber runnable; park() returns result. Ignored if f is not parked. */
+void weft__wake(struct weft__fiber *f, int result);
+/* Put the running fiber back on the run queue and run others (weft_yield). */
+void weft__yield(struct weft__worker *w, struct weft__fiber *self);
+
+/* sched.c */
+void weft__rq_push(struct weft__worker *w, struct weft__fiber *f);
+int  weft__worker_init(struct weft__worker *w, struct weft_rt *rt);
+void weft__worker_fini(struct weft__worker *w);
+void weft__worker_loop(struct weft__worker *w);
+void weft__switch_away(struct weft__worker *w, struct weft__fiber *self);
+void weft__fiber_entry(weft__transfer t);
+_Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self);
+
+/* fiber.c */
+int  weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_attr *attr);
+void weft__fiber_reap(struct weft__worker *w, struct weft__fiber *f);
+void weft__fiber_free(struct weft_rt *rt, struct weft__fiber *f);
+void weft__fiber_cancel(struct weft__fiber *f);
+int  weft__ftable_init(struct weft__ftable *ft);
+void weft__ftable_fini(struct weft__ftable *ft);
+struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h);
+weft_fiber *weft__fiber_handle(const struct weft__fiber *f);
+int  weft__ftable_reserve(struct weft__ftable *ft, size_t n);
+void weft__fiber_unlive(struct weft_rt *rt, struct weft__fiber *f);
+void weft__fiber_timeout(struct weft__timer *t);
+/* Spawns fn(arg) on w (fn is a weft_fn, or void (*)(void *) with
+ * WEFT__FL_VOIDFN in flags) and queues it. */
+int  weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg,
+                 uint8_t flags, struct weft__fiber **out);
+
+/* runtime.c */
+void weft__post_drain(struct weft_rt *rt);
+bool weft__post_close(struct weft_rt *rt);  /* true: no post pending, none accepted from now */
+/* Thread-safe weft__wake() for threads outside the runtime (offload helpers,
+ * signal threads): queues n and wakes the worker, which wakes n->f. */
+void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n);
+void weft__registry_add(struct weft_rt *rt);
+void weft__registry_remove(struct weft_rt *rt);
+void weft__registry_lock(void);
+void weft__registry_unlock(void);
+/* Calls fn for every running runtime; the caller holds the registry lock. */
+void weft__registry_each_locked(void (*fn)(struct weft_rt *rt, void *ctx), void *ctx);
+
+/* time.c: conversions between ns and wheel ticks */
+int64_t  weft__clock(void);
+uint64_t weft__tick_of_deadline(const struct weft__worker *w, int64_t deadline_ns);
+uint64_t weft__tick_of_now(const struct weft__worker *w, int64_t now_ns);
+
+/* io.c. weft__io_fini releases w->io (the backends' close calls it, since
+ * the table cannot outlive the reactor it mirrors). weft__io_adopt records
+ * that weft itself just created fd (accept, socket): whatever the table
+ * remembered about an earlier descriptor with that number is dropped.
+ * flags: WEFT__IO_SOCK, WEFT__IO_STREAM (fd is already non-blocking). */
+enum { WEFT__IO_SOCK = 1, WEFT__IO_STREAM = 2 };
+void weft__io_fini(struct weft__worker *w);
+void weft__io_adopt(struct weft__worker *w, int fd, int flags);
+
+/* debug.c */
+int  weft__fault_install(void);          /* SIGSEGV handler + alternate stack */
+void weft__fault_uninstall(void);
+_Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *how);
+void weft__stats_retire(struct weft_rt *rt);
+
+/* Testing knobs (also read from the environment, see docs/testing.md). */
+extern int weft__test_guard_mode;        /* enum weft__guard_kind, -1: none forced */
+
+#endif

@@ -1,0 +1,277 @@
+/* runtime.c - a runtime's life: configuration, weft_run() from set-up to
+ * tear-down, weft_post() from any thread, and the process-wide registry of
+ * running runtimes that weft_stats_get() and weft_dump() read.
+ *
+ * weft_post() may be called from threads that have nothing to do with the
+ * runtime, so posts go through a mutex-protected queue. Only the post that
+ * finds the queue empty wakes the reactor: the worker empties the queue
+ * before it next blocks, so one wake-up covers every post behind it, and a
+ * busy worker notices the queue on its next pass through the scheduler.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_STACK ((size_t)256 * 1024)
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct weft_rt *registry;
+
+void weft_config_init(weft_config *cfg)
+{
+    if (!cfg)
+        return;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->workers = 1;
+    cfg->stack_size = DEFAULT_STACK;
+    cfg->prealloc_fibers = 0;
+    cfg->guard = WEFT_GUARD_AUTO;
+    cfg->reactor = WEFT_REACTOR_AUTO;
+}
+
+weft_rt *weft_runtime(void)
+{
+    struct weft__worker *w = weft__worker();
+    return weft__self(w) ? w->rt : NULL;
+}
+
+void weft__registry_add(struct weft_rt *rt)
+{
+    pthread_mutex_lock(&registry_lock);
+    rt->reg_prev = NULL;
+    rt->reg_next = registry;
+    if (registry)
+        registry->reg_prev = rt;
+    registry = rt;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void weft__registry_remove(struct weft_rt *rt)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (rt->reg_prev)
+        rt->reg_prev->reg_next = rt->reg_next;
+    else
+        registry = rt->reg_next;
+    if (rt->reg_next)
+        rt->reg_next->reg_prev = rt->reg_prev;
+    weft__stats_retire(rt);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void weft__registry_each_locked(void (*fn)(struct weft_rt *rt, void *ctx), void *ctx)
+{
+    for (struct weft_rt *rt = registry; rt; rt = rt->reg_next)
+        fn(rt, ctx);
+}
+
+void weft__registry_lock(void) { pthread_mutex_lock(&registry_lock); }
+void weft__registry_unlock(void) { pthread_mutex_unlock(&registry_lock); }
+
+int weft_post(weft_rt *rt, void (*fn)(void *), void *arg)
+{
+    if (!rt || !fn)
+        return -EINVAL;
+    struct weft__worker *w = weft__worker();
+    if (w && w->rt == rt && weft__self(w)) {
+        /* From one of rt's own fibers: no queue, no wake-up. */
+        return weft__spawn(w, NULL, (void *)fn, arg, WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
+    }
+    struct weft__post *p = malloc(sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&rt->post_lock);
+    if (rt->post_closed) {
+        pthread_mutex_unlock(&rt->post_lock);
+        free(p);
+        return -ESHUTDOWN;
+    }
+    bool was_empty = rt->post_head == NULL && rt->remote_head == NULL;
+    if (rt->post_tail)
+        rt->post_tail->next = p;
+    else
+        rt->post_head = p;
+    rt->post_tail = p;
+    atomic_fetch_add_explicit(&rt->post_count, 1, memory_order_relaxed);
+    /* Wake while still holding the lock: the runtime cannot finish and free
+     * its reactor until it has taken this post off the queue. */
+    if (was_empty)
+        rt->w0.rops->wake(rt->w0.reactor);
+    pthread_mutex_unlock(&rt->post_lock);
+    return 0;
+}
+
+void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n)
+{
+    n->next = NULL;
+    pthread_mutex_lock(&rt->post_lock);
+    bool was_empty = rt->post_head == NULL && rt->remote_head == NULL;
+    if (rt->remote_tail)
+        rt->remote_tail->next = n;
+    else
+        rt->remote_head = n;
+    rt->remote_tail = n;
+    atomic_fetch_add_explicit(&rt->post_count, 1, memory_order_relaxed);
+    if (was_empty)
+        rt->w0.rops->wake(rt->w0.reactor);
+    pthread_mutex_unlock(&rt->post_lock);
+}
+
+void weft__post_drain(struct weft_rt *rt)
+{
+    pthread_mutex_lock(&rt->post_lock);
+    struct weft__post *p = rt->post_head;
+    struct weft__rnode *r = rt->remote_head;
+    rt->post_head = rt->post_tail = NULL;
+    rt->remote_head = rt->remote_tail = NULL;
+    atomic_store_explicit(&rt->post_count, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&rt->post_lock);
+    while (r) {
+        struct weft__rnode *next = r->next;
+        weft__wake(r->f, r->result);
+        r = next;
+    }
+    while (p) {
+        struct weft__post *next = p->next;
+        int err = weft__spawn(&rt->w0, NULL, (void *)p->fn, p->arg,
+                              WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
+        if (err) {
+            /* Out of memory: keep the rest for the next pass, in order. */
+            pthread_mutex_lock(&rt->post_lock);
+            struct weft__post *last = p;
+            while (last->next)
+                last = last->next;
+            last->next = rt->post_head;
+            if (!rt->post_head)
+                rt->post_tail = last;
+            rt->post_head = p;
+            size_t n = 0;
+            for (struct weft__post *q = p; q; q = q->next)
+                n++;
+            atomic_store_explicit(&rt->post_count, n, memory_order_relaxed);
+            pthread_mutex_unlock(&rt->post_lock);
+            return;
+        }
+        free(p);
+        p = next;
+    }
+}
+
+bool weft__post_close(struct weft_rt *rt)
+{
+    pthread_mutex_lock(&rt->post_lock);
+    bool idle = rt->post_head == NULL && rt->remote_head == NULL;
+    if (idle)
+        rt->post_closed = true;
+    pthread_mutex_unlock(&rt->post_lock);
+    return idle;
+}
+
+static int check_config(weft_config *c)
+{
+    if (c->workers < 0 || c->guard < WEFT_GUARD_AUTO || c->guard > WEFT_GUARD_NEVER ||
+        c->reactor < WEFT_REACTOR_AUTO || c->reactor > WEFT_REACTOR_POLL)
+        return -EINVAL;
+    if (c->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = n > 0 ? (int)n : 1;
+    }
+    if (c->workers != 1)
+        return -ENOTSUP;
+    if (c->stack_size == 0)
+        c->stack_size = DEFAULT_STACK;
+    c->stack_size = weft__stack_round(c->stack_size);
+    if (c->stack_size == 0)
+        return -EINVAL;
+    return 0;
+}
+
+static void apply_test_env(void)
+{
+    const char *g = getenv("WEFT_TEST_GUARD");
+    if (!g)
+        return;
+    if (strcmp(g, "madvise") == 0)
+        weft__stack_force_guard(WEFT__GK_MADVISE);
+    else if (strcmp(g, "mprotect") == 0)
+        weft__stack_force_guard(WEFT__GK_MPROTECT);
+    else if (strcmp(g, "canary") == 0)
+        weft__stack_force_guard(WEFT__GK_CANARY);
+}
+
+static void rt_free(struct weft_rt *rt)
+{
+    weft__worker_fini(&rt->w0);
+    while (rt->pools) {
+        struct weft__pool *p = rt->pools;
+        rt->pools = p->next;
+        weft__pool_destroy(p);
+    }
+    weft__ftable_fini(&rt->ft);
+    while (rt->post_head) {
+        struct weft__post *p = rt->post_head;
+        rt->post_head = p->next;
+        free(p);
+    }
+    pthread_mutex_destroy(&rt->post_lock);
+    free(rt);
+}
+
+int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
+{
+    if (!main_fn)
+        return -EINVAL;
+    if (weft__worker())
+        return -EDEADLK;
+    weft_config c;
+    if (cfg)
+        c = *cfg;
+    else
+        weft_config_init(&c);
+    int err = check_config(&c);
+    if (err)
+        return err;
+    apply_test_env();
+
+    struct weft_rt *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return -ENOMEM;
+    rt->cfg = c;
+    pthread_mutex_init(&rt->post_lock, NULL);
+    weft__ftable_init(&rt->ft);
+    if ((err = weft__pool_new(&rt->pools, c.stack_size, c.guard)) != 0 ||
+        (err = weft__worker_init(&rt->w0, rt)) != 0 ||
+        (err = weft__ftable_reserve(&rt->ft, c.prealloc_fibers)) != 0 ||
+        (err = weft__pool_reserve(rt->pools, c.prealloc_fibers)) != 0) {
+        rt_free(rt);
+        return err;
+    }
+    struct weft__worker *w = &rt->w0;
+    weft__san_thread_init(&w->sched.san);
+    if ((err = weft__fault_install()) != 0) {
+        rt_free(rt);
+        return err;
+    }
+    weft__worker_set(w);
+    err = weft__spawn(w, NULL, (void *)main_fn, arg,
+                      WEFT__FL_MAIN | WEFT__FL_DETACHED | WEFT__FL_VOIDFN, &rt->main);
+    if (err) {
+        weft__worker_set(NULL);
+        weft__fault_uninstall();
+        rt_free(rt);
+        return err;
+    }
+    strcpy(rt->main->name, "main");
+    weft__registry_add(rt);
+    weft__worker_loop(w);
+    weft__registry_remove(rt);
+    weft__worker_set(NULL);
+    weft__fault_uninstall();
+    rt_free(rt);
+    return 0;
+}

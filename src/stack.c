@@ -1,0 +1,371 @@
+/* stack.c - the stack pool: mapping, guard pages, canaries, reuse, trimming.
+ *
+ * Stacks are carved from large anonymous mappings ("chunks"), each slot a
+ * guard page followed by the usable stack, which grows down towards it:
+ *
+ *     chunk:  [guard|stack 0][guard|stack 1] ... [guard|stack n-1]
+ *
+ * Nothing is touched up front: the kernel commits a page when a fiber first
+ * uses it, so an idle fiber costs the one or two pages its frames reach.
+ *
+ * Guard pages. A PROT_NONE page made with mprotect() splits the mapping, so
+ * every guarded stack costs two kernel map entries, and vm.max_map_count
+ * (65530 by default) stops a process near 32k guarded stacks. Linux 6.13
+ * added madvise(MADV_GUARD_INSTALL), which marks pages inside one mapping
+ * as faulting without splitting it: a million guards cost no map entry. So
+ * each slot gets, in order of preference:
+ *   1. an MADV_GUARD_INSTALL guard, where the kernel has it;
+ *   2. an mprotect guard, while the process-wide map budget lasts (the
+ *      budget leaves head room for the application's own mappings);
+ *   3. no guard page, but a canary word at the stack limit that the
+ *      scheduler checks each time the fiber switches out.
+ * WEFT_GUARD_ALWAYS stops at 2 (the spawn fails with -ENOMEM instead);
+ * WEFT_GUARD_NEVER goes straight to 3. The unused guard slot of a canary
+ * stack still sits below it, so a small overflow lands in memory nobody
+ * uses and is caught by the canary before it can reach a neighbour.
+ *
+ * Reuse and trimming. Free stacks are kept in a LIFO array so the most
+ * recently used (warmest) stack is handed out first. Returning memory on
+ * every release would cost a syscall per fiber, so instead the pool records
+ * the fewest free stacks seen between two trims (its low-water mark): that
+ * many stacks sat unused for a whole period, and the trim hands their pages
+ * back with MADV_DONTNEED. Those stacks sit at the bottom of the LIFO and
+ * are the last to be reused. The chunks themselves are unmapped when the
+ * pool is destroyed.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+struct weft__chunk {
+    struct weft__chunk *next;
+    char *base;
+    size_t len;
+    size_t nslots;
+    struct weft__stack slot[];
+};
+
+_Atomic long weft__map_entries_used;
+
+static _Atomic int madvise_guard_ok = -1;     /* -1 not probed, 0 no, 1 yes */
+static _Atomic long map_budget = -1;          /* entries left for mprotect guards */
+static _Atomic int forced_kind;
+
+#define FIRST_CHUNK 16
+#define MAX_CHUNK   1024
+
+size_t weft__page_size(void)
+{
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+size_t weft__stack_round(size_t size)
+{
+    size_t page = weft__page_size();
+    if (size < WEFT__STACK_MIN || size > WEFT__STACK_MAX)
+        return 0;
+    return (size + page - 1) & ~(page - 1);
+}
+
+void weft__stack_force_guard(int kind) { atomic_store(&forced_kind, kind); }
+
+void weft__stack_set_map_budget(long entries) { atomic_store(&map_budget, entries); }
+
+static long read_long_file(const char *path)
+{
+    char buf[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    return strtol(buf, NULL, 10);
+}
+
+static long count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -1;
+    long n = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* The entries mprotect guards may use: what the kernel allows, less what
+ * the process has mapped, less head room for the application to keep
+ * growing (an eighth of the limit, at least 4096 entries). */
+static long measure_budget(void)
+{
+    long max = read_long_file("/proc/sys/vm/max_map_count");
+    long used = count_maps();
+    if (max <= 0 || used < 0)
+        return 0;
+    long room = max / 8 > 4096 ? max / 8 : 4096;
+    long left = max - used - room;
+    return left > 0 ? left : 0;
+}
+
+/* Takes `entries` map entries from the budget, or fails without taking any. */
+static int budget_take(long entries)
+{
+    long cur = atomic_load(&map_budget);
+    if (cur < 0) {
+        long measured = measure_budget();
+        if (atomic_compare_exchange_strong(&map_budget, &cur, measured))
+            cur = measured;
+    }
+    while (cur >= entries) {
+        if (atomic_compare_exchange_weak(&map_budget, &cur, cur - entries))
+            return 1;
+    }
+    return 0;
+}
+
+static void budget_give(long entries)
+{
+    if (entries)
+        atomic_fetch_add(&map_budget, entries);
+}
+
+static int guard_install(char *page, size_t len)
+{
+    return madvise(page, len, MADV_GUARD_INSTALL) == 0 ? 0 : -errno;
+}
+
+/* Whether MADV_GUARD_INSTALL works here; probed once per process on a
+ * scratch mapping so that a refusal costs nothing later. */
+static int madvise_guards_available(void)
+{
+    int ok = atomic_load(&madvise_guard_ok);
+    if (ok >= 0)
+        return ok;
+    size_t page = weft__page_size();
+    char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    ok = 0;
+    if (p != MAP_FAILED) {
+        ok = guard_install(p, page) == 0;
+        munmap(p, 2 * page);
+    }
+    atomic_store(&madvise_guard_ok, ok);
+    return ok;
+}
+
+/* Picks and installs the protection of one slot whose guard page is at g. */
+static int protect_slot(struct weft__pool *p, char *g, struct weft__stack *s)
+{
+    size_t page = weft__page_size();
+    int forced = atomic_load(&forced_kind);
+    int want_madvise = forced ? forced == WEFT__GK_MADVISE : p->policy != WEFT_GUARD_NEVER;
+    int want_mprotect = forced ? forced == WEFT__GK_MPROTECT : p->policy != WEFT_GUARD_NEVER;
+
+    if (want_madvise && (forced || madvise_guards_available()) && guard_install(g, page) == 0) {
+        s->guard = WEFT__GK_MADVISE;
+        p->n_madvise++;
+        return 0;
+    }
+    if (want_mprotect && budget_take(2)) {
+        if (mprotect(g, page, PROT_NONE) == 0) {
+            s->guard = WEFT__GK_MPROTECT;
+            p->n_mprotect++;
+            p->n_entries += 2;
+            atomic_fetch_add(&weft__map_entries_used, 2);
+            return 0;
+        }
+        budget_give(2);
+    }
+    if (p->policy == WEFT_GUARD_ALWAYS)
+        return -ENOMEM;
+    s->guard = WEFT__GK_CANARY;
+    p->n_canary++;
+    return 0;
+}
+
+static int free_reserve(struct weft__pool *p, size_t need)
+{
+    if (need <= p->cap_free)
+        return 0;
+    size_t cap = p->cap_free ? p->cap_free : 64;
+    while (cap < need)
+        cap *= 2;
+    struct weft__stack **a = realloc(p->free, cap * sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    p->free = a;
+    p->cap_free = cap;
+    return 0;
+}
+
+static void chunk_unmap(struct weft__pool *p, struct weft__chunk *c)
+{
+    long entries = 0;
+    for (size_t i = 0; i < c->nslots; i++) {
+        struct weft__stack *s = &c->slot[i];
+        if (s->guard == WEFT__GK_MADVISE)
+            p->n_madvise--;
+        else if (s->guard == WEFT__GK_MPROTECT)
+            p->n_mprotect--, entries += 2;
+        else if (s->guard == WEFT__GK_CANARY)
+            p->n_canary--;
+    }
+    munmap(c->base, c->len);
+    p->n_entries -= (uint64_t)entries;
+    atomic_fetch_sub(&weft__map_entries_used, entries);
+    budget_give(entries);
+    free(c);
+}
+
+/* Maps a chunk of n slots and pushes its stacks on the free list. Slots the
+ * policy cannot protect (WEFT_GUARD_ALWAYS without budget) are not used:
+ * the chunk then holds fewer stacks, or none and the call fails. */
+static int chunk_add(struct weft__pool *p, size_t n)
+{
+    int err = free_reserve(p, p->total + n);
+    if (err)
+        return err;
+    struct weft__chunk *c = malloc(sizeof *c + n * sizeof c->slot[0]);
+    if (!c)
+        return -ENOMEM;
+    c->len = n * p->slot_size;
+    c->base = mmap(NULL, c->len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (c->base == MAP_FAILED) {
+        err = -errno;
+        free(c);
+        return err;
+    }
+    /* A transparent huge page would turn one touched stack page into 2 MiB. */
+    (void)madvise(c->base, c->len, MADV_NOHUGEPAGE);
+    size_t page = weft__page_size();
+    c->nslots = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct weft__stack *s = &c->slot[i];
+        char *g = c->base + i * p->slot_size;
+        s->lo = g + page;
+        s->size = p->stack_size;
+        s->pool = p;
+        s->in_use = 0;
+        s->guard = 0;
+        if ((err = protect_slot(p, g, s)) != 0)
+            break;
+        c->nslots++;
+    }
+    if (c->nslots == 0) {
+        munmap(c->base, c->len);
+        free(c);
+        return err ? err : -ENOMEM;
+    }
+    c->next = p->chunks;
+    p->chunks = c;
+    /* New stacks are cold: slide them under the warm ones already free. */
+    memmove(p->free + c->nslots, p->free, p->nfree * sizeof *p->free);
+    for (size_t i = 0; i < c->nslots; i++)
+        p->free[i] = &c->slot[c->nslots - 1 - i];
+    p->nfree += c->nslots;
+    p->ncold += c->nslots;
+    p->total += c->nslots;
+    return 0;
+}
+
+int weft__pool_new(struct weft__pool **out, size_t stack_size, int policy)
+{
+    struct weft__pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    p->stack_size = stack_size;
+    p->slot_size = stack_size + weft__page_size();
+    p->policy = policy;
+    p->next_chunk = FIRST_CHUNK;
+    *out = p;
+    return 0;
+}
+
+void weft__pool_destroy(struct weft__pool *p)
+{
+    if (!p)
+        return;
+    while (p->chunks) {
+        struct weft__chunk *c = p->chunks;
+        p->chunks = c->next;
+        chunk_unmap(p, c);
+    }
+    free(p->free);
+    free(p);
+}
+
+int weft__pool_reserve(struct weft__pool *p, size_t n)
+{
+    p->reserve = n;
+    while (p->nfree < n) {
+        size_t want = n - p->nfree;
+        int err = chunk_add(p, want);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+int weft__stack_get(struct weft__pool *p, struct weft__stack **out)
+{
+    if (weft__unlikely(p->nfree == 0)) {
+        int err = chunk_add(p, p->next_chunk);
+        if (err)
+            return err;
+        if (p->next_chunk < MAX_CHUNK)
+            p->next_chunk *= 2;
+    }
+    struct weft__stack *s = p->free[--p->nfree];
+    if (p->nfree < p->ncold)
+        p->ncold = p->nfree;
+    if (p->nfree < p->low_water)
+        p->low_water = p->nfree;
+    s->in_use = 1;
+    if (s->guard == WEFT__GK_CANARY)
+        *(uint64_t *)(void *)s->lo = WEFT__CANARY;
+    *out = s;
+    return 0;
+}
+
+void weft__stack_put(struct weft__pool *p, struct weft__stack *s)
+{
+    s->in_use = 0;
+    p->free[p->nfree++] = s;
+}
+
+size_t weft__pool_trim(struct weft__pool *p)
+{
+    size_t keep = p->reserve;
+    size_t idle = p->low_water < p->nfree ? p->low_water : p->nfree;
+    size_t trimmed = 0;
+    if (idle > keep) {
+        size_t upto = idle - keep;
+        for (size_t i = p->ncold; i < upto; i++) {
+            struct weft__stack *s = p->free[i];
+            (void)madvise(s->lo, s->size, MADV_DONTNEED);
+            trimmed++;
+        }
+        if (upto > p->ncold)
+            p->ncold = upto;
+    }
+    p->low_water = p->nfree;
+    return trimmed;
+}

@@ -1,0 +1,331 @@
+/* check_runtime.c - configuration, weft_run() life cycle, weft_post() from
+ * other threads, weft_runtime(), statistics, weft_dump() and
+ * weft_strerror(). */
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
+
+START_TEST(config_defaults)
+{
+    weft_config c;
+    memset(&c, 0xff, sizeof c);
+    weft_config_init(&c);
+    ck_assert_int_eq(c.workers, 1);
+    ck_assert_uint_eq(c.stack_size, 256 * 1024);
+    ck_assert_uint_eq(c.prealloc_fibers, 0);
+    ck_assert_int_eq(c.guard, WEFT_GUARD_AUTO);
+    ck_assert_int_eq(c.reactor, WEFT_REACTOR_AUTO);
+    weft_attr a;
+    memset(&a, 0xff, sizeof a);
+    weft_attr_init(&a);
+    ck_assert_uint_eq(a.stack_size, 0);
+    ck_assert_ptr_null(a.name);
+    ck_assert_int_eq(a.pinned, 0);
+    weft_config_init(NULL); /* harmless */
+    weft_attr_init(NULL);
+}
+END_TEST
+
+static int main_ran;
+static void body_ran(void *arg)
+{
+    main_ran = (int)(intptr_t)arg;
+    ck_assert_ptr_nonnull(weft_runtime());
+    ck_assert_ptr_nonnull(weft_self());
+}
+
+START_TEST(run_with_null_config)
+{
+    main_ran = 0;
+    run_in_runtime(NULL, body_ran, (void *)7);
+    ck_assert_int_eq(main_ran, 7);
+    ck_assert_ptr_null(weft_runtime());
+}
+END_TEST
+
+/* ------------------------------------------------------------ weft_post */
+
+#define POSTERS 4
+#define POSTS 2000
+static _Atomic int posted_ran;
+static weft_rt *the_rt;
+
+static void posted(void *arg)
+{
+    (void)arg;
+    ck_assert_ptr_eq(weft_runtime(), the_rt);
+    atomic_fetch_add(&posted_ran, 1);
+}
+
+static void *poster_thread(void *arg)
+{
+    weft_rt *rt = arg;
+    for (int i = 0; i < POSTS; i++) {
+        int r = weft_post(rt, posted, NULL);
+        if (r)
+            return (void *)(intptr_t)r;
+    }
+    return NULL;
+}
+
+static void body_post(void *unused)
+{
+    (void)unused;
+    the_rt = weft_runtime();
+    pthread_t th[POSTERS];
+    for (int i = 0; i < POSTERS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, poster_thread, the_rt), 0);
+    /* from inside the runtime too */
+    ck_assert_int_eq(weft_post(the_rt, posted, NULL), 0);
+    ck_assert_int_eq(weft_post(NULL, posted, NULL), -EINVAL);
+    ck_assert_int_eq(weft_post(the_rt, NULL, NULL), -EINVAL);
+    int64_t deadline = weft_deadline_ms(10000);
+    while (atomic_load(&posted_ran) < POSTERS * POSTS + 1 && weft_now() < deadline)
+        weft_sleep_ms(1);
+    for (int i = 0; i < POSTERS; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        ck_assert_ptr_null(r);
+    }
+    while (atomic_load(&posted_ran) < POSTERS * POSTS + 1 && weft_now() < deadline)
+        weft_sleep_ms(1);
+    ck_assert_int_eq(atomic_load(&posted_ran), POSTERS * POSTS + 1);
+}
+
+START_TEST(post_from_other_threads)
+{
+    atomic_store(&posted_ran, 0);
+    run_in_runtime(NULL, body_post, NULL);
+}
+END_TEST
+
+/* A post wakes a worker that is blocked in the reactor with nothing else
+ * to do: without the wake-up main would sleep its whole 5 s. */
+static _Atomic int woken_by_post;
+static weft_fiber *waiting_main;
+static void wake_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&woken_by_post, 1);
+    weft_cancel(waiting_main);
+}
+
+static void *post_once_later(void *arg)
+{
+    usleep(50000);
+    return (void *)(intptr_t)weft_post(arg, wake_main, NULL);
+}
+
+static void body_post_wakes(void *unused)
+{
+    (void)unused;
+    waiting_main = weft_self();
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, post_once_later, weft_runtime()), 0);
+    int64_t t0 = weft_now();
+    ck_assert_int_eq(weft_sleep_ms(5000), -ECANCELED);
+    ck_assert_int_lt(ms_since(t0), 4000);
+    ck_assert_int_eq(atomic_load(&woken_by_post), 1);
+    void *r;
+    pthread_join(th, &r);
+    ck_assert_ptr_null(r);
+}
+
+START_TEST(post_wakes_an_idle_worker)
+{
+    atomic_store(&woken_by_post, 0);
+    run_in_runtime(NULL, body_post_wakes, NULL);
+}
+END_TEST
+
+/* ------------------------------------------------------------ two runtimes */
+
+static void body_count_runtimes(void *arg)
+{
+    _Atomic int *seen = arg;
+    weft_sleep_ms(100);
+    weft_stats st;
+    weft_stats_get(&st);
+    if (st.runtimes == 2)
+        atomic_fetch_add(seen, 1);
+    weft_sleep_ms(100);
+}
+
+static void *run_thread(void *arg)
+{
+    return (void *)(intptr_t)weft_run(NULL, body_count_runtimes, arg);
+}
+
+START_TEST(two_runtimes_on_two_threads)
+{
+    _Atomic int seen = 0;
+    pthread_t a, b;
+    ck_assert_int_eq(pthread_create(&a, NULL, run_thread, &seen), 0);
+    ck_assert_int_eq(pthread_create(&b, NULL, run_thread, &seen), 0);
+    void *ra, *rb;
+    pthread_join(a, &ra);
+    pthread_join(b, &rb);
+    ck_assert_ptr_null(ra);
+    ck_assert_ptr_null(rb);
+    ck_assert_int_eq(atomic_load(&seen), 2);
+}
+END_TEST
+
+/* ------------------------------------------------------------ statistics */
+
+static void *nap(void *arg)
+{
+    weft_sleep_ms((int64_t)(intptr_t)arg);
+    return NULL;
+}
+
+static void body_stats(void *unused)
+{
+    (void)unused;
+    weft_stats a, b;
+    weft_stats_get(&a);
+    ck_assert_uint_eq(a.runtimes, 1);
+    ck_assert_uint_eq(a.fibers_live, 1);
+    weft_fiber *f[10];
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, nap, (void *)(intptr_t)5), 0);
+    weft_stats_get(&b);
+    ck_assert_uint_eq(b.fibers_live, 11);
+    ck_assert_uint_eq(b.fibers_spawned, a.fibers_spawned + 10);
+    ck_assert_uint_eq(b.stacks_in_use, 11);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    weft_stats_get(&b);
+    ck_assert_uint_eq(b.fibers_live, 1);
+    ck_assert_uint_eq(b.stacks_in_use, 1);
+    ck_assert_uint_ge(b.stacks_pooled, 10);
+    ck_assert_uint_gt(b.switches, a.switches + 20);
+    ck_assert_uint_ge(b.stack_bytes_mapped, 11 * 256 * 1024);
+    ck_assert_uint_eq(b.stacks_guarded + b.stacks_canary, b.stacks_pooled + b.stacks_in_use);
+}
+
+START_TEST(stats_follow_the_fibers)
+{
+    weft_stats before, after;
+    weft_stats_get(&before);
+    run_in_runtime(NULL, body_stats, NULL);
+    weft_stats_get(&after);
+    /* cumulative counters survive the runtime */
+    ck_assert_uint_eq(after.fibers_spawned, before.fibers_spawned + 11);
+    ck_assert_uint_gt(after.switches, before.switches);
+    weft_stats_get(NULL); /* harmless */
+}
+END_TEST
+
+/* ------------------------------------------------------------------ dump */
+
+static weft_fiber *dump_target;
+static void *joins_target(void *arg)
+{
+    (void)arg;
+    weft_join(dump_target, NULL, WEFT_FOREVER);
+    return NULL;
+}
+
+static char dumped[8192];
+static void body_dump(void *unused)
+{
+    (void)unused;
+    weft_attr a;
+    weft_attr_init(&a);
+    a.name = "napper-with-a-rather-long-name-that-is-cut";
+    weft_fiber *j;
+    ck_assert_int_eq(weft_spawn(&dump_target, &a, nap, (void *)(intptr_t)300), 0);
+    a.name = "joiner";
+    ck_assert_int_eq(weft_spawn(&j, &a, joins_target, NULL), 0);
+    weft_yield();
+    FILE *f = fmemopen(dumped, sizeof dumped - 1, "w");
+    ck_assert_ptr_nonnull(f);
+    weft_dump(f);
+    fclose(f);
+    weft_dump(NULL); /* harmless */
+    weft_cancel(dump_target);
+    weft_cancel(j);
+    weft_join(j, NULL, WEFT_FOREVER);
+}
+
+START_TEST(dump_shows_fibers_and_waits)
+{
+    run_in_runtime(NULL, body_dump, NULL);
+    ck_assert_msg(strstr(dumped, "\"main\" running"), "%s", dumped);
+    ck_assert_msg(strstr(dumped, "\"napper-with-a-rather-long-name-\" parked on sleep"), "%s",
+                  dumped);
+    ck_assert_msg(strstr(dumped, "deadline in"), "%s", dumped);
+    ck_assert_msg(strstr(dumped, "\"joiner\" parked on join of fiber"), "%s", dumped);
+    ck_assert_msg(strstr(dumped, "3 live fibers"), "%s", dumped);
+}
+END_TEST
+
+static void body_sleep_long(void *arg)
+{
+    (void)arg;
+    weft_sleep_ms(300);
+}
+
+static void *dump_from_outside(void *arg)
+{
+    usleep(100000);
+    FILE *f = fmemopen(arg, 1023, "w");
+    weft_dump(f);
+    fclose(f);
+    return NULL;
+}
+
+START_TEST(dump_from_outside_a_fiber)
+{
+    static char buf[1024];
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, dump_from_outside, buf), 0);
+    run_in_runtime(NULL, body_sleep_long, NULL);
+    pthread_join(th, NULL);
+    ck_assert_msg(strstr(buf, "1 worker(s), 1 live fibers"), "%s", buf);
+}
+END_TEST
+
+/* -------------------------------------------------------------- strerror */
+
+START_TEST(strerror_covers_every_code)
+{
+    const int codes[] = { EPERM, ESRCH, EINVAL, ENOMEM, ETIMEDOUT, ECANCELED, EPIPE, EDEADLK,
+                          EBADF, EBUSY, ENOTSUP, ESHUTDOWN, ECONNRESET, ECONNREFUSED, EMFILE };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *s = weft_strerror(-codes[i]);
+        ck_assert_ptr_nonnull(s);
+        ck_assert_str_ne(s, "unknown error");
+        ck_assert_str_eq(s, weft_strerror(codes[i])); /* sign does not matter */
+    }
+    ck_assert_str_eq(weft_strerror(-ETIMEDOUT), "deadline expired");
+    ck_assert_str_eq(weft_strerror(-ECANCELED), "cancelled");
+    ck_assert_str_eq(weft_strerror(0), "success");
+    ck_assert_str_eq(weft_strerror(-99999), "unknown error");
+    ck_assert_ptr_nonnull(weft_strerror(-EXDEV)); /* falls back to the system's text */
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *tc = tcase_create("runtime");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, config_defaults);
+    tcase_add_test(tc, run_with_null_config);
+    tcase_add_test(tc, post_from_other_threads);
+    tcase_add_test(tc, post_wakes_an_idle_worker);
+    tcase_add_test(tc, two_runtimes_on_two_threads);
+    tcase_add_test(tc, stats_follow_the_fibers);
+    tcase_add_test(tc, dump_shows_fibers_and_waits);
+    tcase_add_test(tc, dump_from_outside_a_fiber);
+    tcase_add_test(tc, strerror_covers_every_code);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
