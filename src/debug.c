@@ -271,7 +271,8 @@ void weft_dump(FILE *out)
     struct weft_rt *rt = w->rt;
     int64_t now = weft__clock();
     dump_summary(rt, out);
-    fprintf(out, "  worker 0: %zu runnable, %zu timers armed\n", w->rq_len, w->wheel.count);
+    fprintf(out, "  worker 0: %zu runnable, %zu timers armed\n", weft__rq_count(w),
+            w->wheel.count);
     for (uint32_t b = 0; b < rt->ft.nblocks; b++)
         for (uint32_t i = 0; i < WEFT__FT_BLOCK; i++) {
             const struct weft__fiber *f = &rt->ft.blocks[b][i];

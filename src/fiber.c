@@ -360,11 +360,3 @@ uint64_t weft_fiber_id(const weft_fiber *h)
     struct weft__fiber *f = w ? weft__fiber_decode(w->rt, h) : NULL;
     return f ? f->id : 0;
 }
-
-void weft_yield(void)
-{
-    struct weft__worker *w = weft__worker();
-    struct weft__fiber *self = weft__self(w);
-    if (self)
-        weft__yield(w, self);
-}

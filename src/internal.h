@@ -109,7 +109,6 @@ struct weft__worker {
     struct weft__fiber *current;    /* running fiber, or &sched */
     struct weft__fiber sched;       /* this thread's own context */
     struct weft__fiber *rq_head, *rq_tail;
-    size_t rq_len;
     unsigned budget;                /* switches left before looking at the clock */
     int64_t next_check;             /* ns: when a fiber switch must pass the scheduler */
     int64_t next_io;                /* ns: latest time for a non-blocking reactor look */
@@ -178,6 +177,15 @@ void weft__worker_set(struct weft__worker *w);
 static inline struct weft__fiber *weft__self(struct weft__worker *w)
 {
     return (w && w->current != &w->sched) ? w->current : NULL;
+}
+
+/* Fibers on w's run queue (a walk: for dumps and tests, not hot paths). */
+static inline size_t weft__rq_count(const struct weft__worker *w)
+{
+    size_t n = 0;
+    for (const struct weft__fiber *f = w->rq_head; f; f = f->next)
+        n++;
+    return n;
 }
 
 /* Park the running fiber self of worker w until weft__wake(), the deadline

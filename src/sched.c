@@ -52,7 +52,6 @@ void weft__rq_push(struct weft__worker *w, struct weft__fiber *f)
     else
         w->rq_head = f;
     w->rq_tail = f;
-    w->rq_len++;
 }
 
 static inline struct weft__fiber *rq_pop(struct weft__worker *w)
@@ -62,7 +61,6 @@ static inline struct weft__fiber *rq_pop(struct weft__worker *w)
         w->rq_head = f->next;
         if (!w->rq_head)
             w->rq_tail = NULL;
-        w->rq_len--;
     }
     return f;
 }
@@ -76,6 +74,20 @@ static inline void after_switch(weft__transfer t)
         prev->ctx = t.fctx;
 }
 
+/* The one call site of the context switch (see arch/fcontext.h). The empty
+ * asm after the call keeps the compiler from turning it into a tail jump,
+ * which would make the saved return address differ between callers. */
+__attribute__((noinline)) static weft__transfer switch_ctx(weft__fctx to, void *data)
+{
+#ifdef WEFT__HAVE_RESUME_IDENTITY
+    weft__transfer t = weft__ontop_fcontext(to, data, weft__resume_identity);
+#else
+    weft__transfer t = weft__jump_fcontext(to, data);
+#endif
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
 static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct weft__fiber *to)
 {
     if (weft__unlikely(from->canary != NULL) && *from->canary != WEFT__CANARY)
@@ -84,7 +96,7 @@ static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct
     w->current = to;
     count(&w->n_switches);
     weft__san_before_jump(&from->san, &to->san, from->state == WEFT__F_EXITING);
-    weft__transfer t = weft__jump_fcontext(to->ctx, from);
+    weft__transfer t = switch_ctx(to->ctx, from);
     weft__san_after_jump(&from->san);
     after_switch(t);
 }
@@ -126,6 +138,15 @@ void weft__yield(struct weft__worker *w, struct weft__fiber *self)
     self->state = WEFT__F_RUNNABLE;
     weft__rq_push(w, self);
     weft__switch_away(w, self);
+}
+
+/* The thread-local is read directly here, on entry, before any switch:
+ * nothing read from it is used after weft__yield() returns. */
+void weft_yield(void)
+{
+    struct weft__worker *w = tls_worker;
+    if (w && w->current != &w->sched)
+        weft__yield(w, w->current);
 }
 
 int weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline)

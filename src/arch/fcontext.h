@@ -33,6 +33,18 @@ weft__transfer weft__jump_fcontext(weft__fctx const to, void *data);
 weft__transfer weft__ontop_fcontext(weft__fctx const to, void *data,
                                     weft__transfer (*fn)(weft__transfer));
 
+/* Switching: weft__switch_ctx(to, data) resumes `to` passing data, and
+ * returns the transfer the resumed side received when this side is
+ * resumed in turn. Where the architecture has a resume_*.S, it goes
+ * through ontop_fcontext() with an identity function so that the CPU's
+ * return-stack predictions stay balanced (see resume_x86_64_sysv.S);
+ * elsewhere it is a plain jump_fcontext(). Every switch in weft goes
+ * through this one non-inlined call site. */
+#if defined(__x86_64__) && !defined(_WIN32)
+#define WEFT__HAVE_RESUME_IDENTITY 1
+weft__transfer weft__resume_identity(weft__transfer t);
+#endif
+
 /* fcontext keeps its own 16-byte alignment; these say how much room its
  * initial frame takes so the stack pool can tell what a fiber really used. */
 #define WEFT__STACK_ALIGN 16
