@@ -248,6 +248,14 @@ static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
     fputc('\n', out);
 }
 
+struct dump_ctx { FILE *out; int64_t now; };
+
+static void dump_one(struct weft__fiber *f, void *ctx)
+{
+    struct dump_ctx *dc = ctx;
+    dump_fiber(dc->out, f, dc->now);
+}
+
 static void dump_summary(struct weft_rt *rt, void *ctx)
 {
     FILE *out = ctx;
@@ -273,11 +281,7 @@ void weft_dump(FILE *out)
     dump_summary(rt, out);
     fprintf(out, "  worker 0: %zu runnable, %zu timers armed\n", weft__rq_count(w),
             w->wheel.count);
-    for (uint32_t b = 0; b < rt->ft.nblocks; b++)
-        for (uint32_t i = 0; i < WEFT__FT_BLOCK; i++) {
-            const struct weft__fiber *f = &rt->ft.blocks[b][i];
-            if (f->state != WEFT__F_FREE)
-                dump_fiber(out, f, now);
-        }
+    struct dump_ctx dc = { out, now };
+    weft__fiber_each(rt, dump_one, &dc);
     fflush(out);
 }

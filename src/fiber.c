@@ -49,11 +49,14 @@ static int ftable_grow(struct weft__ftable *ft)
     if (!blk)
         return -ENOMEM;
     uint32_t base = ft->nblocks * WEFT__FT_BLOCK;
-    /* Chain in reverse so the lowest index is handed out first. */
+    /* Chain in reverse so the lowest index is handed out first. The timer
+     * and wait fields are set up once here: every wait leaves them as it
+     * found them (disarmed, kind NONE), so spawning need not touch them. */
     for (uint32_t i = WEFT__FT_BLOCK; i-- > 0;) {
         blk[i].index = base + i;
         blk[i].gen = 1;
         blk[i].state = WEFT__F_FREE;
+        weft__timer_init(&blk[i].timer, weft__fiber_timeout);
         blk[i].next = ft->free;
         ft->free = &blk[i];
     }
@@ -139,18 +142,10 @@ int weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_att
     ft->free = f->next;
     ft->nfree--;
 
-    f->next = NULL;
+    /* joiner and result were cleared when the block was freed. */
     f->flags = 0;
-    f->wake_result = 0;
-    f->result = NULL;
-    f->joiner = NULL;
     f->stack = s;
     f->canary = s->guard == WEFT__GK_CANARY ? (const uint64_t *)(const void *)s->lo : NULL;
-    f->wait.kind = WEFT__W_NONE;
-    f->wait.unlink = NULL;
-    f->wait.uncancellable = 0;
-    f->wait_data = NULL;
-    weft__timer_init(&f->timer, weft__fiber_timeout);
     f->id = take_id(rt);
     if (attr && attr->name) {
         strncpy(f->name, attr->name, sizeof f->name - 1);
@@ -162,13 +157,6 @@ int weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_att
         f->flags |= WEFT__FL_PINNED;
     weft__san_stack_acquire(&f->san, s->lo, s->size);
     f->ctx = weft__make_fcontext(s->lo + s->size, s->size, weft__fiber_entry);
-
-    /* live list */
-    f->live_prev = NULL;
-    f->live_next = rt->live_head;
-    if (rt->live_head)
-        rt->live_head->live_prev = f;
-    rt->live_head = f;
     rt->live++;
     *out = f;
     return 0;
@@ -177,6 +165,8 @@ int weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_att
 void weft__fiber_free(struct weft_rt *rt, struct weft__fiber *f)
 {
     f->state = WEFT__F_FREE;
+    f->joiner = NULL;
+    f->result = NULL;
     if (++f->gen == 0)
         f->gen = 1;
     f->next = rt->ft.free;
@@ -199,17 +189,14 @@ void weft__fiber_reap(struct weft__worker *w, struct weft__fiber *f)
         f->state = WEFT__F_DONE;
 }
 
-/* Takes f off the live list; it no longer counts as running. */
-void weft__fiber_unlive(struct weft_rt *rt, struct weft__fiber *f)
+void weft__fiber_each(struct weft_rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx)
 {
-    if (f->live_prev)
-        f->live_prev->live_next = f->live_next;
-    else
-        rt->live_head = f->live_next;
-    if (f->live_next)
-        f->live_next->live_prev = f->live_prev;
-    f->live_prev = f->live_next = NULL;
-    rt->live--;
+    for (uint32_t b = 0; b < rt->ft.nblocks; b++)
+        for (uint32_t i = 0; i < WEFT__FT_BLOCK; i++) {
+            struct weft__fiber *f = &rt->ft.blocks[b][i];
+            if (f->state != WEFT__F_FREE)
+                fn(f, ctx);
+        }
 }
 
 void weft__fiber_cancel(struct weft__fiber *f)

@@ -92,7 +92,6 @@ struct weft__fiber {
     void *result;
     struct weft__stack *stack;
     struct weft__fiber *joiner;     /* the fiber in weft_join() on this one */
-    struct weft__fiber *live_prev, *live_next;  /* the runtime's live list */
     struct weft__timer timer;       /* deadline of the current wait */
     struct weft__wait wait;
     void *wait_data;                /* free for the blocking call's own use */
@@ -152,8 +151,7 @@ struct weft_rt {
     struct weft__worker w0;
     struct weft__ftable ft;
     struct weft__pool *pools;        /* stack pools, one per stack size */
-    struct weft__fiber *live_head;   /* every fiber not yet exited */
-    size_t live;
+    size_t live;                     /* fibers spawned and not yet exited */
     struct weft__fiber *main;
     bool shutting_down;
     uint64_t id_next, id_end;        /* this runtime's batch of fiber ids */
@@ -218,7 +216,9 @@ void weft__ftable_fini(struct weft__ftable *ft);
 struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h);
 weft_fiber *weft__fiber_handle(const struct weft__fiber *f);
 int  weft__ftable_reserve(struct weft__ftable *ft, size_t n);
-void weft__fiber_unlive(struct weft_rt *rt, struct weft__fiber *f);
+/* Calls fn for every control block of rt that is not free (a table walk,
+ * for shutdown and dumps). */
+void weft__fiber_each(struct weft_rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx);
 void weft__fiber_timeout(struct weft__timer *t);
 /* Spawns fn(arg) on w (fn is a weft_fn, or void (*)(void *) with
  * WEFT__FL_VOIDFN in flags) and queues it. */

@@ -17,6 +17,9 @@
 #define DEFAULT_STACK ((size_t)256 * 1024)
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+#ifdef WEFT__VALGRIND
+int weft__on_valgrind;
+#endif
 static struct weft_rt *registry;
 
 void weft_config_init(weft_config *cfg)
@@ -237,6 +240,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     if (err)
         return err;
     apply_test_env();
+    weft__running_on_valgrind();
 
     struct weft_rt *rt = calloc(1, sizeof *rt);
     if (!rt)

@@ -42,6 +42,15 @@
 #  endif
 #endif
 
+#ifdef WEFT__VALGRIND
+/* Set once when a runtime starts: the client requests cost a few ns even
+ * outside valgrind, too much for every spawn. */
+extern int weft__on_valgrind;
+#ifndef weft__unlikely
+#define weft__unlikely(x) __builtin_expect(!!(x), 0)
+#endif
+#endif
+
 #ifdef WEFT__ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
@@ -106,7 +115,8 @@ static inline void weft__san_stack_acquire(struct weft__san *s, void *lo, size_t
     s->tsan_fiber = __tsan_create_fiber(0);
 #endif
 #ifdef WEFT__VALGRIND
-    s->vg_id = VALGRIND_STACK_REGISTER(lo, (char *)lo + size);
+    if (weft__unlikely(weft__on_valgrind))
+        s->vg_id = VALGRIND_STACK_REGISTER(lo, (char *)lo + size);
 #endif
 }
 
@@ -123,7 +133,8 @@ static inline void weft__san_stack_release(struct weft__san *s, void *lo, size_t
     }
 #endif
 #ifdef WEFT__VALGRIND
-    VALGRIND_STACK_DEREGISTER(s->vg_id);
+    if (weft__unlikely(weft__on_valgrind))
+        VALGRIND_STACK_DEREGISTER(s->vg_id);
 #endif
 }
 
@@ -152,7 +163,7 @@ static inline void weft__san_thread_init(struct weft__san *s)
 static inline int weft__running_on_valgrind(void)
 {
 #ifdef WEFT__VALGRIND
-    return RUNNING_ON_VALGRIND != 0;
+    return weft__on_valgrind = RUNNING_ON_VALGRIND != 0;
 #else
     return 0;
 #endif

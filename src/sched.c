@@ -207,11 +207,17 @@ void weft__fiber_timeout(struct weft__timer *t)
 
 /* main_fn has returned: everything still running is cancelled, and fibers
  * spawned from now on start cancelled, so the runtime can wind down. */
+static void cancel_one(struct weft__fiber *f, void *ctx)
+{
+    (void)ctx;
+    if (f->state != WEFT__F_DONE && f->state != WEFT__F_EXITING)
+        weft__fiber_cancel(f);
+}
+
 static void begin_shutdown(struct weft_rt *rt)
 {
     rt->shutting_down = true;
-    for (struct weft__fiber *f = rt->live_head; f; f = f->live_next)
-        weft__fiber_cancel(f);
+    weft__fiber_each(rt, cancel_one, NULL);
 }
 
 void weft__fiber_entry(weft__transfer t)
@@ -233,7 +239,7 @@ void weft__fiber_entry(weft__transfer t)
 _Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self)
 {
     struct weft_rt *rt = w->rt;
-    weft__fiber_unlive(rt, self);
+    rt->live--;
     if (self->joiner)
         weft__wake(self->joiner, 0);
     if (self->flags & WEFT__FL_MAIN)
