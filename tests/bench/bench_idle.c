@@ -10,7 +10,7 @@
 
 #include <weft.h>
 
-static long n;
+static long n, weft_stack_kb;
 static int failed_at = -1;
 
 static void *parked(void *arg)
@@ -47,13 +47,14 @@ static void bench_main(void *arg)
     long rss1 = proc_status_kb("VmRSS"), pte1 = proc_status_kb("VmPTE");
     long maps1 = proc_map_count();
     long made = i;
-    printf("RESULT peer=weft variant=%s test=idle n=%ld created=%ld rss_per_kb=%.2f "
-           "pte_per_kb=%.3f vma_added=%ld guarded=%llu canary=%llu max_map_count_ok=%d "
-           "ns_per_create=%.0f\n",
-           getenv("WEFT_BENCH_VARIANT") ? getenv("WEFT_BENCH_VARIANT") : "default", n, made,
-           (double)(rss1 - rss0) / (double)made, (double)(pte1 - pte0) / (double)made,
+    /* the same keys as the peers' idle benchmarks (bytes per fiber) */
+    printf("RESULT peer=weft variant=guard_%ldK test=idle n=%ld created=%ld ok=%d "
+           "rss_per_coro_B=%.0f pte_per_coro_B=%.0f maps_added=%ld guarded=%llu canary=%llu "
+           "create_ns_per=%.0f\n",
+           (long)(weft_stack_kb), n, made, failed_at < 0,
+           (double)(rss1 - rss0) * 1024 / (double)made, (double)(pte1 - pte0) * 1024 / (double)made,
            maps1 - maps0, (unsigned long long)(s1.stacks_guarded - s0.stacks_guarded),
-           (unsigned long long)(s1.stacks_canary - s0.stacks_canary), failed_at < 0,
+           (unsigned long long)(s1.stacks_canary - s0.stacks_canary),
            (t1 - t0) * 1e9 / (double)made);
     for (long k = 0; k < made; k++)
         weft_cancel(f[k]);
@@ -65,7 +66,7 @@ static void bench_main(void *arg)
 int main(int argc, char **argv)
 {
     n = argc > 1 ? atol(argv[1]) : 100000;
-    long kb = argc > 2 ? atol(argv[2]) : 64;
+    long kb = weft_stack_kb = argc > 2 ? atol(argv[2]) : 64;
     weft_config c;
     weft_config_init(&c);
     c.stack_size = (size_t)kb * 1024;

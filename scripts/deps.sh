@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# deps.sh - installs, on Debian 12, the packages weft's build, tests and demo
+# need; does nothing when they are all there. Uses sudo only when not root.
+#   scripts/deps.sh [extra-package...]
+set -euo pipefail
+pkgs=(cmake make gcc pkg-config libboost-context-dev check "$@")
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "== installing ${missing[*]}" >&2
+$sudo apt-get update -q >&2
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2

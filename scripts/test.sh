@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# test.sh - builds weft and passes every test, from a fresh Debian 12 machine:
+#   1. gcc release build with -Werror: every Check suite (both reactor
+#      backends where a suite does I/O), the examples, the API contract;
+#   2. clang with -Werror under ASan+UBSan: every suite;
+#   3. valgrind (memcheck) over every suite;
+#   4. install into a scratch prefix and build a consumer through
+#      find_package(weft) and through pkg-config, linked static and shared.
+# Stages can be picked: scripts/test.sh release asan valgrind consumer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+stages=${*:-release asan valgrind consumer}
+scripts/deps.sh clang libclang-rt-14-dev valgrind
+jobs=2
+say() { printf '\n== %s\n' "$*"; }
+
+build() { # dir, cmake args...
+    local dir=$1; shift
+    cmake -S "$root" -B "$dir" -DWEFT_WERROR=ON -DWEFT_BUILD_TESTS=ON -DWEFT_BUILD_EXAMPLES=ON \
+        -DWEFT_BUILD_BENCH=ON "$@" >/dev/null
+    cmake --build "$dir" -j"$jobs"
+}
+
+for stage in $stages; do
+case $stage in
+release)
+    say "release build (gcc, -Werror) and tests"
+    build build/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc
+    (cd build/release && ctest -j"$jobs" --output-on-failure)
+    if [ -f ../shared/api_check.c ]; then
+        say "API contract (../shared/api_check.c)"
+        gcc -std=c11 -Wall -Werror -Iinclude -c ../shared/api_check.c -o build/release/api_check.o
+        clang -std=c11 -Wall -Werror -Iinclude -c ../shared/api_check.c -o build/release/api_check.o
+        echo "api_check.c compiles"
+    fi
+    ;;
+asan)
+    say "clang -Werror, ASan+UBSan, tests"
+    build build/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+        -DWEFT_SANITIZE=address,undefined
+    (cd build/asan && CK_FORK=no ASAN_OPTIONS=detect_leaks=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j"$jobs" --output-on-failure)
+    ;;
+valgrind)
+    say "valgrind (memcheck) over every suite"
+    # The emulator prefixes every test command with valgrind.
+    build build/valgrind -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=gcc \
+        "-DCMAKE_CROSSCOMPILING_EMULATOR=valgrind;-q;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite;--show-leak-kinds=definite"
+    (cd build/valgrind && CK_FORK=no WEFT_TEST_QUICK=1 ctest -j"$jobs" --output-on-failure --timeout 900)
+    ;;
+consumer)
+    say "install, then build a consumer through find_package and pkg-config"
+    build build/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc >/dev/null
+    prefix=$root/build/prefix
+    rm -rf "$prefix" build/consumer
+    cmake --install build/release --prefix "$prefix" >/dev/null
+    cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+    cmake --build build/consumer -j"$jobs" >/dev/null
+    build/consumer/consumer_shared && build/consumer/consumer_static
+    PKG_CONFIG_PATH=$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch)/pkgconfig
+    export PKG_CONFIG_PATH
+    gcc -std=c11 -Wall -Werror tests/consumer/consumer.c -o build/consumer/pc_shared \
+        $(pkg-config --cflags --libs weft) -Wl,-rpath,"$(pkg-config --variable=libdir weft)"
+    gcc -std=c11 -Wall -Werror tests/consumer/consumer.c -o build/consumer/pc_static \
+        $(pkg-config --cflags weft) "$(pkg-config --variable=libdir weft)/libweft.a" -pthread
+    build/consumer/pc_shared && build/consumer/pc_static
+    if nm -D --defined-only "$(pkg-config --variable=libdir weft)/libweft.so" | awk '{print $3}' \
+        | grep -v '^weft_[a-z0-9]' | grep -q .; then
+        echo "libweft.so exports symbols outside weft_*"; exit 1
+    fi
+    echo "consumer builds and runs (cmake and pkg-config, static and shared); exports are weft_* only"
+    ;;
+*) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
+done
+say "all stages passed: $stages"
