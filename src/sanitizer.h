@@ -64,6 +64,12 @@ void  __tsan_destroy_fiber(void *fiber);
 void  __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #endif
 
+#ifdef WEFT__TSAN
+#define WEFT__NO_TSAN __attribute__((no_sanitize("thread")))
+#else
+#define WEFT__NO_TSAN
+#endif
+
 /* Per-context state the tools need; embedded in every fiber and worker. */
 struct weft__san {
 #ifdef WEFT__ASAN
@@ -88,6 +94,13 @@ static inline void weft__san_before_jump(struct weft__san *from, struct weft__sa
 #ifdef WEFT__ASAN
     __sanitizer_start_switch_fiber(from_dying ? NULL : &from->fake_stack, to->bottom, to->size);
 #endif
+}
+
+/* The TSan half of a switch, called at the last moment by the switch
+ * itself (which TSan must not instrument, see WEFT__NO_TSAN). */
+static inline void weft__san_tsan_switch(struct weft__san *to)
+{
+    (void)to;
 #ifdef WEFT__TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif

@@ -77,8 +77,12 @@ static inline void after_switch(weft__transfer t)
 /* The one call site of the context switch (see arch/fcontext.h). The empty
  * asm after the call keeps the compiler from turning it into a tail jump,
  * which would make the saved return address differ between callers. */
-__attribute__((noinline)) static weft__transfer switch_ctx(weft__fctx to, void *data)
+__attribute__((noinline)) WEFT__NO_TSAN static weft__transfer switch_ctx(weft__fctx to, void *data,
+                                                                        struct weft__san *to_san)
 {
+    /* TSan must learn of the switch right before it, with no instrumented
+     * frame entered after it: this function is not instrumented. */
+    weft__san_tsan_switch(to_san);
 #ifdef WEFT__HAVE_RESUME_IDENTITY
     weft__transfer t = weft__ontop_fcontext(to, data, weft__resume_identity);
 #else
@@ -96,7 +100,7 @@ static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct
     w->current = to;
     count(&w->n_switches);
     weft__san_before_jump(&from->san, &to->san, from->state == WEFT__F_EXITING);
-    weft__transfer t = switch_ctx(to->ctx, from);
+    weft__transfer t = switch_ctx(to->ctx, from, &to->san);
     weft__san_after_jump(&from->san);
     after_switch(t);
 }
