@@ -53,7 +53,7 @@ consumer)
     say "install, then build a consumer through find_package and pkg-config"
     build build/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc >/dev/null
     prefix=$root/build/prefix
-    rm -rf "$prefix" build/consumer
+    rm -rf "$prefix" build/consumer build/vendored
     cmake --install build/release --prefix "$prefix" >/dev/null
     cmake -S tests/consumer -B build/consumer -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
     cmake --build build/consumer -j"$jobs" >/dev/null
@@ -69,7 +69,10 @@ consumer)
         | grep -v '^weft_[a-z0-9]' | grep -q .; then
         echo "libweft.so exports symbols outside weft_*"; exit 1
     fi
-    echo "consumer builds and runs (cmake and pkg-config, static and shared); exports are weft_* only"
+    cmake -S tests/consumer/subproject -B build/vendored -DWEFT_SOURCE_DIR="$root" >/dev/null
+    cmake --build build/vendored -j"$jobs" >/dev/null
+    build/vendored/consumer_vendored
+    echo "consumer builds and runs (find_package, pkg-config, add_subdirectory; static and shared); exports are weft_* only"
     ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
