@@ -69,6 +69,16 @@ for ((r = 1; r <= REPS; r++)); do
     fi
 done
 
+# Syscalls per spawn: strace counts at N and 2N fibers; the difference over N
+# is what each further spawn+join costs in syscalls (set-up cancels out).
+if command -v strace >/dev/null; then
+    sc() { strace -f -c -o "$out.st" "$B/bench_spawn" "$1" "$BATCH" "$2" >/dev/null 2>&1; awk '/ total$/ {print $(NF-2)}' "$out.st"; }
+    for pre in 0 1; do
+        a=$(sc 100000 $pre); b=$(sc 200000 $pre)
+        echo "S|$pre	$a	$b" >>"$out"
+    done
+fi
+
 # C: idle memory, once per size (it is deterministic to a few bytes)
 for n in $IDLE; do
     for kb in 64 256; do
@@ -84,8 +94,9 @@ done
 
 # ---------------------------------------------------------------- tables
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print v[(NR+1)/2]; else printf "%.2f\n", (v[NR/2]+v[NR/2+1])/2}'; }
-med_of() { grep -F "$1	" "$out" | cut -f2 | grep -v '^$' | median; }
-minmax() { grep -F "$1	" "$out" | cut -f2 | grep -v '^$' | sort -g | sed -n '1p;$p' | paste -sd- ; }
+vals_of() { grep -F "$1	" "$out" | cut -f2 | grep -v '^$' || true; }
+med_of() { vals_of "$1" | median; }
+minmax() { vals_of "$1" | sort -g | sed -n '1p;$p' | paste -sd- ; }
 
 echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs, kernel $(uname -r); $REPS rounds, medians (min-max)."
 echo
@@ -111,6 +122,13 @@ for lab in "weft (pooled)" "weft (prealloc_fibers)" "State Threads" "fcontext po
     awk -v l="$lab" -v m="$m" -v w="$wp" -v mm="$(minmax "B|$lab")" \
         'BEGIN {printf "| %s | %.1f (%s) | %.2fx |\n", l, m, mm, m/w}'
 done
+if grep -q '^S|' "$out"; then
+    echo
+    grep '^S|' "$out" | while IFS=$'\t' read -r lab a b; do
+        [ "${lab#S|}" = 1 ] && v="prealloc_fibers" || v="pooled"
+        awk -v v="$v" -v a="$a" -v b="$b" 'BEGIN {printf "Syscalls per spawn+join (weft, %s): %.5f (strace: %d syscalls for 100k fibers, %d for 200k)\n", v, (b-a)/100000, a, b}'
+    done
+fi
 echo
 echo "### Idle fibers (each parked; memory per fiber)"
 echo
