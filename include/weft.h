@@ -15,12 +15,16 @@
 #ifndef WEFT_H
 #define WEFT_H
 
+#include <errno.h> /* the E* codes weft returns, negated */
+
 #include "weft/version.h"
 #include "weft/export.h"
 #include "weft/core.h"
 #include "weft/io.h"
 #include "weft/sync.h"
 #include "weft/chan.h"
+#include "weft/group.h"
+#include "weft/backoff.h"
 #include "weft/service.h"
 
 #endif

@@ -4,6 +4,11 @@
 
 #include <signal.h>
 #include <stdint.h>
+#ifndef _WIN32
+/* <signal.h> declares sigset_t only when POSIX is asked for; <sys/select.h>
+ * always does, so weft.h compiles under plain -std=c11 too. */
+#  include <sys/select.h>
+#endif
 
 #include "weft/export.h"
 #include "weft/core.h"

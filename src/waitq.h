@@ -1,0 +1,102 @@
+/* waitq.h - the intrusive FIFO wait queue shared by the synchronisation
+ * objects (sync.c, chan.c, group.c), plus their testing hooks (private).
+ *
+ * A waiter is a node that lives on the blocked fiber's own stack for the
+ * length of one blocking call, so waiting allocates nothing. The node says
+ * which queue it is on (q); a node taken off its queue has q == NULL. That
+ * one field is what keeps the two ways a wait can end apart:
+ *  - hand-off: the waker removes the node (q = NULL) and calls weft__wake();
+ *  - timeout or cancellation: weft__park() or the timer calls the fiber's
+ *    wait.unlink, which removes the node only if it is still queued.
+ * Once a node has been removed by a hand-off its fiber is RUNNABLE, so the
+ * timer (disarmed by weft__wake) and cancellation (which only touches
+ * PARKED fibers) can no longer reach it: a hand-off always stands.
+ *
+ * Locking (for the multi-worker scheduler): every queue belongs to exactly
+ * one object, and every change to a queue happens inside that object's
+ * operation functions (or the unlink callback, which knows the object from
+ * the node). A per-object spinlock taken around those bodies - and in the
+ * unlink callbacks - is all the queues will need; nothing else touches them.
+ */
+#ifndef WEFT_WAITQ_H
+#define WEFT_WAITQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct weft__fiber;
+
+struct weft__wnode {
+    struct weft__wnode *prev, *next;
+    struct weft__wq *q;             /* the queue it is on; NULL once removed */
+    struct weft__fiber *f;
+};
+
+struct weft__wq {
+    struct weft__wnode *head, *tail;
+};
+
+static inline void weft__wq_push(struct weft__wq *q, struct weft__wnode *n)
+{
+    n->q = q;
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+}
+
+static inline void weft__wq_remove(struct weft__wnode *n)
+{
+    struct weft__wq *q = n->q;
+    if (!q)
+        return;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->prev = n->next = NULL;
+    n->q = NULL;
+}
+
+static inline struct weft__wnode *weft__wq_pop(struct weft__wq *q)
+{
+    struct weft__wnode *n = q->head;
+    if (n)
+        weft__wq_remove(n);
+    return n;
+}
+
+static inline size_t weft__wq_len(const struct weft__wq *q)
+{
+    size_t k = 0;
+    for (const struct weft__wnode *n = q->head; n; n = n->next)
+        k++;
+    return k;
+}
+
+/* Testing hooks: how many fibers wait on an object's queues. They read the
+ * object without any lock and are meant for quiescent tests only. An
+ * uninitialised object reports SIZE_MAX. */
+struct weft_mutex;
+struct weft_cond;
+struct weft_sem;
+struct weft_wg;
+struct weft_chan;
+struct weft_group;
+size_t   weft__mutex_waiters(const struct weft_mutex *m);
+uint64_t weft__mutex_owner(const struct weft_mutex *m);   /* fiber id, 0 = unlocked */
+size_t   weft__cond_waiters(const struct weft_cond *c);
+size_t   weft__sem_waiters(const struct weft_sem *s);
+int64_t  weft__sem_value(const struct weft_sem *s);
+size_t   weft__wg_waiters(const struct weft_wg *wg);
+void     weft__chan_waiters(const struct weft_chan *ch, size_t *senders, size_t *receivers);
+size_t   weft__group_waiters(const struct weft_group *g);
+
+#endif
