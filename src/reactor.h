@@ -13,8 +13,10 @@
  *   wake   make a poll in progress (or the next one) return at once;
  *          safe from any thread and async-signal-safe
  *   watch  start reporting fd for WEFT_READ|WEFT_WRITE (0: stop). Edge or
- *          level triggered is the backend's choice: weft__io_ready() must
- *          cope with either.
+ *          level triggered is the backend's choice (see .edge):
+ *          weft__io_ready() copes with either. Returns 0, or 1 when the
+ *          backend had to add fd afresh (edge backends: io.c's sweep learns
+ *          from it that a registration vanished), or -errno.
  *
  * Backends: reactor_epoll.c (Linux default), reactor_poll.c (portable
  * fallback, also tested on Linux), reactor_iocp.c (Windows).

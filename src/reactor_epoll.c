@@ -6,6 +6,12 @@
  * on it, and io.c keeps the per-direction waiters. The eventfd is
  * registered level-triggered and drained when it fires, so a wake-up that
  * lands while the worker is busy is still seen at its next poll.
+ *
+ * watch() answers 1 when it had to add the descriptor (EPOLL_CTL_ADD
+ * succeeded) and 0 when it was registered already: io.c's sweep uses that
+ * to notice a registration that vanished because the descriptor was closed
+ * behind weft's back. EPOLLPRI (TCP urgent data) is passed on as
+ * WEFT__IO_URGENT so io.c stops inferring "drained" from short reads.
  */
 #include "internal.h"
 
@@ -56,6 +62,7 @@ static int ep_open(struct weft__reactor **out, struct weft__worker *w)
 
 static void ep_close(struct weft__reactor *r)
 {
+    weft__io_fini(r->w);
     close(r->evfd);
     close(r->epfd);
     free(r);
@@ -78,6 +85,8 @@ static int ep_poll(struct weft__reactor *r, int timeout_ms)
         int events = 0;
         if (e->events & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))
             events |= WEFT_READ;
+        if (e->events & EPOLLPRI)
+            events |= WEFT__IO_URGENT;
         if (e->events & EPOLLOUT)
             events |= WEFT_WRITE;
         if (e->events & (EPOLLERR | EPOLLHUP))
@@ -106,7 +115,7 @@ static int ep_watch(struct weft__reactor *r, int fd, int events)
     if (events & WEFT_WRITE)
         ev.events |= EPOLLOUT;
     if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
-        return 0;
+        return 1;
     if (errno == EEXIST && epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
         return 0;
     return -errno;
@@ -114,6 +123,7 @@ static int ep_watch(struct weft__reactor *r, int fd, int events)
 
 const struct weft__reactor_ops weft__reactor_epoll = {
     .name = "epoll",
+    .edge = 1,
     .open = ep_open,
     .close = ep_close,
     .poll = ep_poll,

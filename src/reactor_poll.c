@@ -2,7 +2,11 @@
  *
  * Level-triggered: each poll() passes the descriptors that have waiters
  * (io.c keeps the set current through watch), plus the read end of a
- * self-pipe that other threads write to wake the worker.
+ * self-pipe that other threads write to wake the worker. Because it is
+ * level-triggered, io.c passes only the directions that have waiters (a
+ * writable socket would otherwise be reported on every call). A descriptor
+ * closed behind weft's back shows up as POLLNVAL and wakes its waiters,
+ * who then get EBADF from their syscall.
  */
 #include "internal.h"
 
@@ -66,6 +70,7 @@ static int pl_open(struct weft__reactor **out, struct weft__worker *w)
 
 static void pl_close(struct weft__reactor *r)
 {
+    weft__io_fini(r->w);
     close(r->pipe_rd);
     close(r->pipe_wr);
     free(r->fds);
@@ -95,6 +100,8 @@ static int pl_poll(struct weft__reactor *r, int timeout_ms)
         int events = 0;
         if (re & (POLLIN | POLLPRI))
             events |= WEFT_READ;
+        if (re & POLLPRI)
+            events |= WEFT__IO_URGENT;
         if (re & POLLOUT)
             events |= WEFT_WRITE;
         if (re & (POLLERR | POLLHUP | POLLNVAL))
@@ -162,6 +169,7 @@ static int pl_watch(struct weft__reactor *r, int fd, int events)
 
 const struct weft__reactor_ops weft__reactor_poll = {
     .name = "poll",
+    .edge = 0,
     .open = pl_open,
     .close = pl_close,
     .poll = pl_poll,

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# bench_echo.sh - the weft echo server side by side with the peer servers of
+# ../shared/bench (hand-written epoll, libuv, Boost.Fiber, State Threads, Go)
+# under the same load generator, per the protocol of that folder's README:
+# every server pinned to CPU 0 (taskset -c 0), echo_load pinned to CPU 1,
+# 64-byte messages, 1, 50 and 1000 connections, a fresh server process per
+# measurement, the server order rotated each round, medians over REPS rounds
+# and ratios to the read-once epoll server. Then the memory of 10,000 idle
+# connections held by the weft server.
+#
+# Usage: bash tests/bench/bench_echo.sh            (about 6 minutes)
+#        REPS=1 DUR=1 bash tests/bench/bench_echo.sh  (smoke run)
+# Knobs: PEERS (dir of ../shared/bench; copied to /tmp/weft-peers if not
+# writable), BUILD (weft build dir, default /tmp/weft-bench-build), REPS (3),
+# DUR (5 s), WARM (0.5 s), CONNS ("1 50 1000"), IDLE (10000), PORT_BASE (21000).
+# Output: a Markdown table on stdout; raw RESULT lines in $BUILD/echo_raw.tsv.
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
+PEERS=${PEERS:-$HERE/../shared/bench}
+BUILD=${BUILD:-/tmp/weft-bench-build}
+REPS=${REPS:-3} DUR=${DUR:-5} WARM=${WARM:-0.5} CONNS=${CONNS:-"1 50 1000"}
+IDLE=${IDLE:-10000} PORT=${PORT_BASE:-21000}
+log() { printf '%s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- build
+if [ ! -w "$PEERS" ]; then
+    rm -rf /tmp/weft-peers && cp -r "$PEERS" /tmp/weft-peers && chmod -R u+w /tmp/weft-peers
+    PEERS=/tmp/weft-peers
+fi
+log "== building peers in $PEERS/build"
+make -s -C "$PEERS" build/echo_load build/echo_epoll build/echo_uv build/echo_st \
+    build/echo_bfiber build/echo_go >&2 || { log "peer build failed (see $PEERS/README.md)"; exit 1; }
+log "== building weft (Release) in $BUILD"
+cmake -S "$HERE" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DWEFT_BUILD_TESTS=OFF >/dev/null &&
+    cmake --build "$BUILD" -j2 --target echo_server >&2 || { log "weft build failed"; exit 1; }
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVERS=("weft" "weft (poll backend)" "epoll ET, read once" "epoll ET, read to EAGAIN"
+         "libuv" "boost.fiber" "st (poll)" "go GOMAXPROCS=1")
+server_cmd() { # LABEL PORT
+    case "$1" in
+    "weft") echo "env WEFT_REACTOR=epoll $BUILD/examples/echo_server -q 127.0.0.1:$2" ;;
+    "weft (poll backend)") echo "env WEFT_REACTOR=poll $BUILD/examples/echo_server -q 127.0.0.1:$2" ;;
+    "epoll ET, read once") echo "$PEERS/build/echo_epoll $2" ;;
+    "epoll ET, read to EAGAIN") echo "$PEERS/build/echo_epoll $2 strict" ;;
+    "libuv") echo "$PEERS/build/echo_uv $2" ;;
+    "boost.fiber") echo "$PEERS/build/echo_bfiber $2" ;;
+    "st (poll)") echo "$PEERS/build/echo_st $2 poll" ;;
+    "go GOMAXPROCS=1") echo "env GOMAXPROCS=1 $PEERS/build/echo_go $2" ;;
+    esac
+}
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+TCK=$(getconf CLK_TCK)
+RAW=$BUILD/echo_raw.tsv
+: >"$RAW"
+SP=
+trap '[ -n "$SP" ] && kill $SP 2>/dev/null' EXIT
+
+one() { # LABEL CONNS REP
+    PORT=$((PORT + 1))
+    taskset -c 0 $(server_cmd "$1" $PORT) >/dev/null 2>&1 &
+    SP=$!
+    if ! wait_port $PORT; then log "  $1: server did not come up"; kill $SP; SP=; return; fi
+    taskset -c 1 "$PEERS/build/echo_load" -q -p $PORT -c "$2" -d "$DUR" -w "$WARM" >"$BUILD/load.out" &
+    local lp=$! a b
+    sleep "$WARM"; a=$(ticks $SP); sleep "$DUR"; b=$(ticks $SP)
+    wait $lp; local rc=$?
+    local res; res=$(grep '^RESULT' "$BUILD/load.out" | tail -1)
+    local cpu; cpu=$(awk -v a="$a" -v b="$b" -v t="$TCK" -v d="$DUR" 'BEGIN{printf "%.0f", 100*(b-a)/t/d}')
+    printf '%s\t%s\t%s\t%s\tsrv_cpu=%s %s\n' "$1" "$2" "$3" "$rc" "$cpu" "$res" >>"$RAW"
+    log "$(printf '  rep%s %-26s c=%-5s rc=%s srv_cpu=%3s%% %s' "$3" "$1" "$2" "$rc" "$cpu" "$(cut -c8-110 <<<"$res")")"
+    kill $SP 2>/dev/null; wait $SP 2>/dev/null; SP=
+}
+
+log "== echo: conns {$CONNS}, 64-byte messages, ${DUR}s after ${WARM}s warm-up, $REPS rounds"
+NS=${#SERVERS[@]}
+rot=0
+for rep in $(seq "$REPS"); do
+    for c in $CONNS; do
+        for k in $(seq 0 $((NS - 1))); do one "${SERVERS[$(((k + rot) % NS))]}" "$c" "$rep"; done
+        rot=$((rot + 1))
+    done
+done
+
+# ---------------------------------------------------------------- report
+python3 - "$RAW" "$CONNS" "${SERVERS[@]}" <<'PY'
+import sys, statistics as st
+raw, conns, servers = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+d = {}
+for line in open(raw):
+    label, c, rep, rc, rest = line.rstrip("\n").split("\t")
+    kv = dict(x.split("=", 1) for x in rest.split() if "=" in x)
+    if rc != "0" or "msg_per_s" not in kv:
+        kv = {"msg_per_s": "nan", "p50_us": "nan", "p99_us": "nan", "srv_cpu": "nan", "bad": "1"}
+    d.setdefault((label, c), []).append(kv)
+def med(rows, k):
+    v = [float(r[k]) for r in rows if r.get(k) not in (None, "nan")]
+    return st.median(v) if v else float("nan")
+print("| server | conns | msg/s (median) | vs epoll read-once | p50 us | p99 us | server CPU % | runs (failed) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+for c in conns:
+    ref = med(d.get(("epoll ET, read once", c), []), "msg_per_s")
+    for s in servers:
+        rows = d.get((s, c), [])
+        if not rows: continue
+        m = med(rows, "msg_per_s")
+        bad = sum(1 for r in rows if r.get("bad"))
+        print(f"| {s} | {c} | {m:,.0f} | {m/ref:.2f}x | {med(rows,'p50_us'):.1f} | {med(rows,'p99_us'):.1f} | {med(rows,'srv_cpu'):.0f} | {len(rows)} ({bad}) |")
+PY
+
+# ---------------------------------------------------------------- idle memory
+log "== idle: $IDLE connections held open against the weft server"
+PORT=$((PORT + 1))
+taskset -c 0 "$BUILD/examples/echo_server" -q "127.0.0.1:$PORT" >/dev/null 2>&1 &
+SP=$!
+wait_port $PORT || { log "server did not come up"; exit 1; }
+python3 - "$SP" "$PORT" "$IDLE" <<'PY'
+import socket, sys, time, resource
+pid, port, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+def rss():
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS"): return int(l.split()[1])
+socks, rows = [], []
+rows.append((0, rss()))
+for target in (n // 4, n // 2, n):
+    while len(socks) < target:
+        s = socket.create_connection(("127.0.0.1", port)); socks.append(s)
+    time.sleep(1.0)
+    rows.append((len(socks), rss()))
+# all still alive: one echo on a few of them
+for s in socks[:: max(1, n // 10)]:
+    s.sendall(b"x" * 64); assert s.recv(64) == b"x" * 64
+for s in socks: s.close()
+time.sleep(1.5)
+rows.append(("closed", rss()))
+base = rows[0][1]
+print(f"\n| idle connections | server RSS (KiB) | per connection (KiB) |")
+print("|---:|---:|---:|")
+for k, v in rows:
+    per = f"{(v - base) / k:.1f}" if isinstance(k, int) and k else "-"
+    print(f"| {k} | {v:,} | {per} |")
+PY
+kill -INT $SP; wait $SP 2>/dev/null; SP=
