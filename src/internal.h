@@ -243,8 +243,8 @@ int64_t  weft__clock(void);
 uint64_t weft__tick_of_deadline(const struct weft__worker *w, int64_t deadline_ns);
 uint64_t weft__tick_of_now(const struct weft__worker *w, int64_t now_ns);
 
-/* io.c. weft__io_fini releases w->io (the backends' close calls it, since
- * the table cannot outlive the reactor it mirrors). weft__io_adopt records
+/* io.c. weft__io_fini releases w->io (weft__worker_fini calls it just
+ * before closing the reactor the table mirrors). weft__io_adopt records
  * that weft itself just created fd (accept, socket): whatever the table
  * remembered about an earlier descriptor with that number is dropped.
  * flags: WEFT__IO_SOCK, WEFT__IO_STREAM (fd is already non-blocking). */

@@ -62,7 +62,6 @@ static int ep_open(struct weft__reactor **out, struct weft__worker *w)
 
 static void ep_close(struct weft__reactor *r)
 {
-    weft__io_fini(r->w);
     close(r->evfd);
     close(r->epfd);
     free(r);

@@ -70,7 +70,6 @@ static int pl_open(struct weft__reactor **out, struct weft__worker *w)
 
 static void pl_close(struct weft__reactor *r)
 {
-    weft__io_fini(r->w);
     close(r->pipe_rd);
     close(r->pipe_wr);
     free(r->fds);

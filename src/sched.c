@@ -288,6 +288,8 @@ int weft__worker_init(struct weft__worker *w, struct weft_rt *rt)
 
 void weft__worker_fini(struct weft__worker *w)
 {
+    /* The descriptor table mirrors the reactor's registrations: both go. */
+    weft__io_fini(w);
     if (w->reactor)
         w->rops->close(w->reactor);
     w->reactor = NULL;
