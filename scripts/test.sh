@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 stages=${*:-release asan valgrind consumer}
-scripts/deps.sh clang libclang-rt-14-dev valgrind
+scripts/deps.sh clang libclang-rt-14-dev valgrind gdb
 jobs=2
 say() { printf '\n== %s\n' "$*"; }
 

@@ -231,6 +231,9 @@ bool weft__post_close(struct weft_rt *rt);  /* true: no post pending, none accep
 /* Thread-safe weft__wake() for threads outside the runtime (offload helpers,
  * signal threads): queues n and wakes the worker, which wakes n->f. */
 void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n);
+/* Head of the running runtimes, linked through reg_next; tools/weft-gdb.py
+ * reads it by name, so keep the name and the links. */
+extern struct weft_rt *weft__registry;
 void weft__registry_add(struct weft_rt *rt);
 void weft__registry_remove(struct weft_rt *rt);
 void weft__registry_lock(void);

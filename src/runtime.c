@@ -20,7 +20,9 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 #ifdef WEFT__VALGRIND
 int weft__on_valgrind;
 #endif
-static struct weft_rt *registry;
+/* Not static: debuggers find the running runtimes through it
+ * (tools/weft-gdb.py). Changed only under registry_lock. */
+struct weft_rt *weft__registry;
 
 void weft_config_init(weft_config *cfg)
 {
@@ -44,10 +46,10 @@ void weft__registry_add(struct weft_rt *rt)
 {
     pthread_mutex_lock(&registry_lock);
     rt->reg_prev = NULL;
-    rt->reg_next = registry;
-    if (registry)
-        registry->reg_prev = rt;
-    registry = rt;
+    rt->reg_next = weft__registry;
+    if (weft__registry)
+        weft__registry->reg_prev = rt;
+    weft__registry = rt;
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -57,7 +59,7 @@ void weft__registry_remove(struct weft_rt *rt)
     if (rt->reg_prev)
         rt->reg_prev->reg_next = rt->reg_next;
     else
-        registry = rt->reg_next;
+        weft__registry = rt->reg_next;
     if (rt->reg_next)
         rt->reg_next->reg_prev = rt->reg_prev;
     weft__stats_retire(rt);
@@ -66,7 +68,7 @@ void weft__registry_remove(struct weft_rt *rt)
 
 void weft__registry_each_locked(void (*fn)(struct weft_rt *rt, void *ctx), void *ctx)
 {
-    for (struct weft_rt *rt = registry; rt; rt = rt->reg_next)
+    for (struct weft_rt *rt = weft__registry; rt; rt = rt->reg_next)
         fn(rt, ctx);
 }
 
