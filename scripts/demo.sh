@@ -8,16 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-7007} CONNS=${CONNS:-100} MSGS=${MSGS:-200}
 
-need=()
-for p in cmake gcc make libboost-context-dev pkg-config check; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-    SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    echo "== installing ${need[*]}"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"
-fi
+scripts/deps.sh
 
 echo "== building in ./build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
