@@ -22,6 +22,7 @@
 
 #include "weft.h"
 #include "arch/fcontext.h"
+#include "fault.h"
 #include "reactor.h"
 #include "sanitizer.h"
 #include "stack.h"
@@ -110,7 +111,9 @@ struct weft__worker {
     struct weft__fiber *rq_head, *rq_tail;
     unsigned budget;                /* switches left before looking at the clock */
     int64_t next_check;             /* ns: when a fiber switch must pass the scheduler */
-    int64_t next_io;                /* ns: latest time for a non-blocking reactor look */
+    int64_t next_io;                /* ns: earliest time for the next non-blocking reactor look */
+    bool sched_queued;              /* &sched waits on the run queue for its turn (see sched.c) */
+    bool due_entry;                 /* the scheduler was entered because it was due */
     int64_t now;                    /* ns, refreshed by the scheduler */
     int64_t epoch;                  /* ns at wheel tick 0 */
     struct weft__wheel wheel;
@@ -182,7 +185,7 @@ static inline size_t weft__rq_count(const struct weft__worker *w)
 {
     size_t n = 0;
     for (const struct weft__fiber *f = w->rq_head; f; f = f->next)
-        n++;
+        n += f != &w->sched;
     return n;
 }
 

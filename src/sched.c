@@ -117,7 +117,7 @@ static int64_t next_timer_ns(const struct weft__worker *w)
 static bool sched_due(struct weft__worker *w)
 {
     w->budget = BUDGET;
-    return weft__clock() >= w->next_check;
+    return w->due_entry = weft__clock() >= w->next_check;
 }
 
 void weft__switch_away(struct weft__worker *w, struct weft__fiber *self)
@@ -345,20 +345,35 @@ void weft__worker_loop(struct weft__worker *w)
             next_trim = now + TRIM_INTERVAL;
         }
         if (w->rq_head) {
-            if (now >= w->next_io) {
-                poll_reactor(w, 0);
-                w->next_io = now + IO_INTERVAL;
+            /* Busy: the reactor gets its look once every fiber runnable now
+             * has had its turn (the scheduler queues itself behind them),
+             * and no more often than every IO_INTERVAL. A batch of fibers
+             * woken by one poll so runs whole, as in an event loop, instead
+             * of being sliced by further polls (which keeps a loaded server
+             * and its clients in small, wake-up-bound exchanges), while
+             * fibers that keep yielding still let I/O in every round. */
+            if (now >= w->next_io && !w->sched_queued) {
+                weft__rq_push(w, &w->sched);
+                w->sched_queued = true;
             }
             int64_t t = next_timer_ns(w);
-            w->next_check = t < w->next_io ? t : w->next_io;
+            w->next_check = !w->sched_queued && w->next_io < t ? w->next_io : t;
             if (next_trim < w->next_check)
                 w->next_check = next_trim;
             w->budget = BUDGET;
             struct weft__fiber *next = rq_pop(w);
-            if (next) {
+            if (next != &w->sched) {
                 next->state = WEFT__F_RUNNING;
+                w->due_entry = false;
                 jump(w, &w->sched, next);
+                w->sched.state = WEFT__F_SCHED;
+                if (!w->sched_queued || w->due_entry)
+                    continue;
+                /* A switching fiber popped our place in the queue. */
             }
+            w->sched_queued = false;
+            poll_reactor(w, 0);
+            w->next_io = weft__clock() + IO_INTERVAL;
             continue;
         }
         if (rt->live == 0 && weft__post_close(rt))
