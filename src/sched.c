@@ -5,12 +5,17 @@
  * or parks pops the run queue itself and jumps to the head, so a yield costs
  * one fcontext jump plus a few loads and stores. The worker's own thread
  * context (w->sched) is entered only when the run queue is empty (to block
- * in the reactor) or when it is due: every BUDGET switches the switching
- * fiber reads the clock, and if a timer has fallen due or the reactor has
- * not been looked at for IO_INTERVAL, it jumps to the scheduler instead.
- * That bounds how long a fiber that keeps yielding can delay timers and
- * I/O (about a millisecond) while keeping the clock read (tens of ns) and
- * the reactor syscall (about a microsecond here) off the per-switch path.
+ * in the reactor), when its own turn in the run queue comes, or when it is
+ * due: every BUDGET switches the switching fiber reads the clock and, if a
+ * timer has fallen due (or the reactor has not been looked at for
+ * IO_INTERVAL), jumps to the scheduler instead. A look at the reactor
+ * while fibers are runnable waits for the scheduler's turn: it queues
+ * itself behind the fibers runnable at that moment, so a batch woken by
+ * one poll runs whole. That bounds how long fibers that keep yielding can
+ * delay timers (about a millisecond) and I/O (one round of the run queue,
+ * at least a millisecond apart) while keeping the clock read (tens of ns)
+ * and the reactor syscall (about a microsecond here) off the per-switch
+ * path.
  *
  * Every jump passes the context being left as the transfer's data; the
  * side that resumes stores the saved context into it, or, if that fiber has
