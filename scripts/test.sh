@@ -5,13 +5,16 @@
 #   2. clang with -Werror under ASan+UBSan: every suite;
 #   3. valgrind (memcheck) over every suite;
 #   4. install into a scratch prefix and build a consumer through
-#      find_package(weft) and through pkg-config, linked static and shared.
-# Stages can be picked: scripts/test.sh release asan valgrind consumer
+#      find_package(weft) and through pkg-config, linked static and shared;
+#   5. fault: the fault-injection walk (WEFT_FAULT_INJECTION) under ASan+UBSan;
+#   6. fuzz: each libFuzzer target for a bounded time (WEFT_FUZZ_SECONDS);
+#   7. soak: the echo server under mixed abuse (WEFT_SOAK_SECONDS).
+# Stages can be picked: scripts/test.sh release asan valgrind consumer fault fuzz soak
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-stages=${*:-release asan valgrind consumer}
-scripts/deps.sh clang libclang-rt-14-dev valgrind gdb
+stages=${*:-release asan valgrind consumer fault fuzz soak}
+scripts/deps.sh clang libclang-rt-14-dev valgrind gdb redis-server libhiredis-dev
 jobs=2
 say() { printf '\n== %s\n' "$*"; }
 
@@ -73,6 +76,35 @@ consumer)
     cmake --build build/vendored -j"$jobs" >/dev/null
     build/vendored/consumer_vendored
     echo "consumer builds and runs (find_package, pkg-config, add_subdirectory; static and shared); exports are weft_* only"
+    ;;
+fault)
+    say "fault injection: every failure point of every scenario (clang, ASan+UBSan)"
+    build build/fault -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+        -DWEFT_SANITIZE=address,undefined -DWEFT_FAULT_INJECTION=ON
+    (cd build/fault && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest -R '^fault$' --output-on-failure)
+    ;;
+fuzz)
+    secs=${WEFT_FUZZ_SECONDS:-60}
+    say "libFuzzer: each target for ${secs}s (clang, ASan+UBSan)"
+    cmake -S "$root" -B build/fuzz -DWEFT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DCMAKE_C_COMPILER=clang -DWEFT_SANITIZE=address,undefined -DWEFT_BUILD_FUZZERS=ON \
+        -DWEFT_FAULT_INJECTION=ON \
+        -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF >/dev/null
+    cmake --build build/fuzz -j"$jobs"
+    for name in addr sched; do
+        # New inputs go to a scratch corpus; the seeds in the repo stay as they are.
+        mkdir -p "build/fuzz/corpus/$name"
+        (cd build/fuzz && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            "tests/fuzz/fuzz_$name" -max_total_time="$secs" -max_len=512 -timeout=20 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="crash-$name-" \
+            "corpus/$name" "$root/tests/fuzz/corpus/$name" 2>&1 | tail -12)
+    done
+    ;;
+soak)
+    say "soak: the echo server under mixed abuse for ${WEFT_SOAK_SECONDS:-60}s"
+    build build/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc >/dev/null
+    tests/soak.sh build/release/examples/echo_server build/release/tests/soak_client
     ;;
 *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

@@ -235,7 +235,7 @@ int weft_chan_open(weft_chan **out, size_t elem_size, size_t capacity)
         return -EINVAL;
     if (elem_size && capacity > (SIZE_MAX - sizeof(struct weft_chan)) / elem_size)
         return -EINVAL;
-    struct weft_chan *ch = malloc(sizeof *ch + elem_size * capacity);
+    struct weft_chan *ch = weft__malloc(sizeof *ch + elem_size * capacity);
     if (!ch)
         return -ENOMEM;
     memset(ch, 0, sizeof *ch);
@@ -396,9 +396,9 @@ int weft_select(weft_clause *cl, size_t n, int64_t deadline)
     weft_chan **chans = small_ch;
     int *ops = small_op;
     if (n > SMALL_SELECT) {
-        nodes = malloc(n * sizeof *nodes);
-        chans = malloc(n * sizeof *chans);
-        ops = malloc(n * sizeof *ops);
+        nodes = weft__malloc(n * sizeof *nodes);
+        chans = weft__malloc(n * sizeof *chans);
+        ops = weft__malloc(n * sizeof *ops);
         if (!nodes || !chans || !ops) {
             free(nodes);
             free(chans);

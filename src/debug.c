@@ -118,7 +118,7 @@ int weft__fault_install(void)
         size_t len = 64 * 1024;
         if (len < (size_t)SIGSTKSZ)
             len = (size_t)SIGSTKSZ;
-        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *p = weft__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
             return -ENOMEM;
         stack_t ss = { .ss_sp = p, .ss_size = len, .ss_flags = 0 };

@@ -39,13 +39,13 @@ static int ftable_grow(struct weft__ftable *ft)
         return -ENOMEM;
     if (ft->nblocks == ft->cap_blocks) {
         uint32_t cap = ft->cap_blocks ? ft->cap_blocks * 2 : 16;
-        struct weft__fiber **b = realloc(ft->blocks, cap * sizeof *b);
+        struct weft__fiber **b = weft__realloc(ft->blocks, cap * sizeof *b);
         if (!b)
             return -ENOMEM;
         ft->blocks = b;
         ft->cap_blocks = cap;
     }
-    struct weft__fiber *blk = calloc(WEFT__FT_BLOCK, sizeof *blk);
+    struct weft__fiber *blk = weft__calloc(WEFT__FT_BLOCK, sizeof *blk);
     if (!blk)
         return -ENOMEM;
     uint32_t base = ft->nblocks * WEFT__FT_BLOCK;

@@ -66,7 +66,7 @@ int weft_group_open(weft_group **out)
 {
     if (!out)
         return -EINVAL;
-    struct weft_group *g = calloc(1, sizeof *g);
+    struct weft_group *g = weft__calloc(1, sizeof *g);
     if (!g)
         return -ENOMEM;
     g->magic = GROUP_MAGIC;
@@ -110,7 +110,7 @@ int weft_group_spawn(weft_group *g, const weft_attr *attr, weft_fn fn, void *arg
         return -EINVAL;
     if (g->cancelled)
         return -ECANCELED;
-    struct member *m = malloc(sizeof *m);
+    struct member *m = weft__malloc(sizeof *m);
     if (!m)
         return -ENOMEM;
     *m = (struct member){ .g = g, .fn = fn, .arg = arg };

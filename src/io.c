@@ -61,6 +61,7 @@
  * nodes record the fd, never an entry pointer.
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -122,7 +123,7 @@ static struct weft__iotab *tab_get(struct weft__worker *w)
 {
     if (weft__likely(w->io != NULL))
         return w->io;
-    struct weft__iotab *t = calloc(1, sizeof *t);
+    struct weft__iotab *t = weft__calloc(1, sizeof *t);
     if (!t)
         return NULL;
     t->w = w;
@@ -142,7 +143,7 @@ static struct fdent *ent_get(struct weft__worker *w, int fd)
     size_t n = t->n ? t->n : 64;
     while (n <= (size_t)fd)
         n *= 2;
-    struct fdent *e = realloc(t->ents, n * sizeof *e);
+    struct fdent *e = weft__realloc(t->ents, n * sizeof *e);
     if (!e)
         return NULL;
     memset(e + t->n, 0, (n - t->n) * sizeof *e);
@@ -174,10 +175,10 @@ void weft__io_fini(struct weft__worker *w)
  * decides whether an existing registration is still trusted. */
 static int fd_init(struct fdent *e, int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
+    int fl = weft__sys_fcntl(fd, F_GETFL, 0);
     if (fl < 0)
         return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (!(fl & O_NONBLOCK) && weft__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
     uint8_t f = (uint8_t)(E_INIT | E_RD | E_WR | (e->flags & E_REG));
     int type = 0;
@@ -430,7 +431,7 @@ static int prologue(struct weft__worker *w, struct weft__fiber *self, int fd, st
         /* Not a socket, so no MSG_DONTWAIT: the call relies on O_NONBLOCK.
          * If it is gone, the number was closed and reused behind weft's
          * back (or the flag was cleared): rebuild the entry. */
-        int fl = fcntl(fd, F_GETFL);
+        int fl = weft__sys_fcntl(fd, F_GETFL, 0);
         if (fl < 0)
             return -errno;
         if (!(fl & O_NONBLOCK)) {
@@ -470,7 +471,7 @@ static ssize_t nosig_writev(int fd, const struct iovec *iov, int cnt)
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    ssize_t n = writev(fd, iov, cnt);
+    ssize_t n = weft__sys_writev(fd, iov, cnt);
     int err = errno;
     if (n < 0 && err == EPIPE && !sigismember(&old, SIGPIPE)) {
         struct timespec zero = { 0, 0 };
@@ -506,20 +507,21 @@ static ssize_t do_read(enum op op, struct fdent *e, int fd, const struct rd *a)
     int sock = e->flags & E_SOCK;
     switch (op) {
     case OP_READ:
-        return sock ? recv(fd, a->buf, a->len, MSG_DONTWAIT) : read(fd, a->buf, a->len);
+        return sock ? weft__sys_recv(fd, a->buf, a->len, MSG_DONTWAIT)
+                    : weft__sys_read(fd, a->buf, a->len);
     case OP_READV:
         if (sock) {
             struct msghdr m;
             memset(&m, 0, sizeof m);
             m.msg_iov = (struct iovec *)a->iov;
             m.msg_iovlen = (size_t)a->cnt;
-            return recvmsg(fd, &m, MSG_DONTWAIT);
+            return weft__sys_recvmsg(fd, &m, MSG_DONTWAIT);
         }
-        return readv(fd, a->iov, a->cnt);
+        return weft__sys_readv(fd, a->iov, a->cnt);
     case OP_RECV:
-        return recv(fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
+        return weft__sys_recv(fd, a->buf, a->len, a->flags | MSG_DONTWAIT);
     default:
-        return recvfrom(fd, a->buf, a->len, a->flags | MSG_DONTWAIT, a->from, a->fromlen);
+        return weft__sys_recvfrom(fd, a->buf, a->len, a->flags | MSG_DONTWAIT, a->from, a->fromlen);
     }
 }
 
@@ -582,7 +584,7 @@ static ssize_t do_write(enum wop op, struct fdent *e, int fd, const struct wr *a
     switch (op) {
     case OP_WRITE:
         if (sock)
-            return send(fd, a->buf, a->len, fl);
+            return weft__sys_send(fd, a->buf, a->len, fl);
         else {
             struct iovec v = { (void *)a->buf, a->len };
             return nosig_writev(fd, &v, 1);
@@ -593,13 +595,13 @@ static ssize_t do_write(enum wop op, struct fdent *e, int fd, const struct wr *a
             memset(&m, 0, sizeof m);
             m.msg_iov = (struct iovec *)a->iov;
             m.msg_iovlen = (size_t)a->cnt;
-            return sendmsg(fd, &m, fl);
+            return weft__sys_sendmsg(fd, &m, fl);
         }
         return nosig_writev(fd, a->iov, a->cnt);
     case OP_SEND:
-        return send(fd, a->buf, a->len, a->flags | fl);
+        return weft__sys_send(fd, a->buf, a->len, a->flags | fl);
     default:
-        return sendto(fd, a->buf, a->len, a->flags | fl, a->to, a->tolen);
+        return weft__sys_sendto(fd, a->buf, a->len, a->flags | fl, a->to, a->tolen);
     }
 }
 
@@ -651,7 +653,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     struct pollfd p = { .fd = fd, .events = (short)(((events & WEFT_READ) ? POLLIN : 0) |
                                                     ((events & WEFT_WRITE) ? POLLOUT : 0)) };
     int n;
-    while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+    while ((n = weft__sys_poll0(&p, 1)) < 0 && errno == EINTR)
         ;
     if (n < 0)
         return -errno;
@@ -781,7 +783,7 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
     int64_t pause = BACKOFF_MIN_NS;
     for (;;) {
         if ((e->flags & E_RD) || past(deadline)) {
-            int fd = accept4(lfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            int fd = WEFT__FI(WEFT__FS_ACCEPT, -1, weft__sys_accept4(lfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
             if (fd >= 0) {
                 int stream = (e->flags & E_STREAM) ? WEFT__IO_STREAM : 0;
                 weft__io_adopt(w, fd, WEFT__IO_SOCK | stream);
@@ -841,15 +843,15 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
         return -ENOTSOCK;
     /* connect(2) has no MSG_DONTWAIT: make sure of O_NONBLOCK (cheap next
      * to a connect, and the number may have been reused behind our back). */
-    int fl = fcntl(fd, F_GETFL);
+    int fl = weft__sys_fcntl(fd, F_GETFL, 0);
     if (fl < 0)
         return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    if (!(fl & O_NONBLOCK) && weft__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
     uint32_t gen = e->gen;
     int64_t pause = BACKOFF_MIN_NS;
     for (;;) {
-        if (connect(fd, addr, addrlen) == 0)
+        if (weft__sys_connect(fd, addr, addrlen) == 0)
             return 0;
         int err = errno;
         if (err == EAGAIN) {
@@ -881,7 +883,7 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
         if (soerr)
             return -soerr;
         struct pollfd p = { .fd = fd, .events = POLLOUT };
-        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
+        if (weft__sys_poll0(&p, 1) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
             e->flags |= E_WR;
             return 0;
         }
@@ -913,7 +915,7 @@ int weft_close(int fd)
     }
     /* On Linux the descriptor is released even when close() says EINTR;
      * retrying could close a number another thread just got. */
-    if (close(fd) != 0 && errno != EINTR)
+    if (weft__sys_close(fd) != 0 && errno != EINTR)
         return -errno;
     return 0;
 }

@@ -108,7 +108,7 @@ static void helper_exit_locked(void)
 {
     if (P.ndead == P.capdead) {
         size_t cap = P.capdead ? P.capdead * 2 : 8;
-        pthread_t *d = realloc(P.dead, cap * sizeof *d);
+        pthread_t *d = weft__realloc(P.dead, cap * sizeof *d);
         if (!d) {
             /* Cannot record it for joining: let it clean up after itself. */
             pthread_detach(pthread_self());
@@ -203,7 +203,7 @@ static int start_helper_locked(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t t;
-    int rc = pthread_create(&t, NULL, helper, NULL);
+    int rc = weft__pthread_create(&t, NULL, helper, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
         return -rc;

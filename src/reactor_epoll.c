@@ -31,17 +31,17 @@ struct weft__reactor {
 
 static int ep_open(struct weft__reactor **out, struct weft__worker *w)
 {
-    struct weft__reactor *r = calloc(1, sizeof *r);
+    struct weft__reactor *r = weft__calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
     r->w = w;
-    r->epfd = epoll_create1(EPOLL_CLOEXEC);
+    r->epfd = weft__epoll_create1(EPOLL_CLOEXEC);
     if (r->epfd < 0) {
         int err = -errno;
         free(r);
         return err;
     }
-    r->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->evfd = weft__eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (r->evfd < 0) {
         int err = -errno;
         close(r->epfd);
@@ -49,7 +49,7 @@ static int ep_open(struct weft__reactor **out, struct weft__worker *w)
         return err;
     }
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = -1 };
-    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->evfd, &ev) != 0) {
+    if (weft__epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->evfd, &ev) != 0) {
         int err = -errno;
         close(r->evfd);
         close(r->epfd);
@@ -107,15 +107,15 @@ static int ep_wake(struct weft__reactor *r)
 static int ep_watch(struct weft__reactor *r, int fd, int events)
 {
     if (events == 0)
-        return epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
+        return weft__epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
     struct epoll_event ev = { .events = EPOLLET | EPOLLRDHUP, .data.fd = fd };
     if (events & WEFT_READ)
         ev.events |= EPOLLIN;
     if (events & WEFT_WRITE)
         ev.events |= EPOLLOUT;
-    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+    if (weft__epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
         return 1;
-    if (errno == EEXIST && epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+    if (errno == EEXIST && weft__epoll_ctl(r->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
         return 0;
     return -errno;
 }

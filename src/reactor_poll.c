@@ -36,7 +36,7 @@ static int set_flags(int fd)
 
 static int pl_open(struct weft__reactor **out, struct weft__worker *w)
 {
-    struct weft__reactor *r = calloc(1, sizeof *r);
+    struct weft__reactor *r = weft__calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
     int p[2];
@@ -49,7 +49,7 @@ static int pl_open(struct weft__reactor **out, struct weft__worker *w)
     if (!err)
         err = set_flags(p[1]);
     r->cap = 16;
-    r->fds = malloc(r->cap * sizeof *r->fds);
+    r->fds = weft__malloc(r->cap * sizeof *r->fds);
     if (!err && !r->fds)
         err = -ENOMEM;
     if (err) {
@@ -130,7 +130,7 @@ static int pl_watch(struct weft__reactor *r, int fd, int events)
         size_t n = r->nslot ? r->nslot : 64;
         while (n <= (size_t)fd)
             n *= 2;
-        int *s = realloc(r->slot_of, n * sizeof *s);
+        int *s = weft__realloc(r->slot_of, n * sizeof *s);
         if (!s)
             return -ENOMEM;
         memset(s + r->nslot, 0, (n - r->nslot) * sizeof *s);
@@ -150,7 +150,7 @@ static int pl_watch(struct weft__reactor *r, int fd, int events)
     }
     if (!i) {
         if (r->nfds == r->cap) {
-            struct pollfd *f = realloc(r->fds, 2 * r->cap * sizeof *f);
+            struct pollfd *f = weft__realloc(r->fds, 2 * r->cap * sizeof *f);
             if (!f)
                 return -ENOMEM;
             r->fds = f;

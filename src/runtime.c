@@ -84,7 +84,7 @@ int weft_post(weft_rt *rt, void (*fn)(void *), void *arg)
         /* From one of rt's own fibers: no queue, no wake-up. */
         return weft__spawn(w, NULL, (void *)fn, arg, WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
     }
-    struct weft__post *p = malloc(sizeof *p);
+    struct weft__post *p = weft__malloc(sizeof *p);
     if (!p)
         return -ENOMEM;
     p->next = NULL;
@@ -244,7 +244,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     apply_test_env();
     weft__running_on_valgrind();
 
-    struct weft_rt *rt = calloc(1, sizeof *rt);
+    struct weft_rt *rt = weft__calloc(1, sizeof *rt);
     if (!rt)
         return -ENOMEM;
     rt->cfg = c;

@@ -81,7 +81,7 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
         return -ECANCELED;
 
     acquire(set);
-    int fd = signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
+    int fd = weft__signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
     int r;
     if (fd < 0) {
         r = -errno;

@@ -152,7 +152,7 @@ static void budget_give(long entries)
 
 static int guard_install(char *page, size_t len)
 {
-    return madvise(page, len, MADV_GUARD_INSTALL) == 0 ? 0 : -errno;
+    return weft__madvise(page, len, MADV_GUARD_INSTALL) == 0 ? 0 : -errno;
 }
 
 /* Whether MADV_GUARD_INSTALL works here; probed once per process on a
@@ -163,13 +163,15 @@ static int madvise_guards_available(void)
     if (ok >= 0)
         return ok;
     size_t page = weft__page_size();
-    char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+    char *p = weft__mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    ok = 0;
-    if (p != MAP_FAILED) {
-        ok = guard_install(p, page) == 0;
-        munmap(p, 2 * page);
-    }
+    if (p == MAP_FAILED)
+        return 0;   /* not known yet: a passing shortage must not disable them for good */
+    int err = guard_install(p, page);
+    munmap(p, 2 * page);
+    if (err != 0 && err != -EINVAL)
+        return 0;   /* likewise (ENOMEM, EAGAIN); only EINVAL means "no such advice" */
+    ok = err == 0;
     atomic_store(&madvise_guard_ok, ok);
     return ok;
 }
@@ -211,7 +213,7 @@ static int free_reserve(struct weft__pool *p, size_t need)
     size_t cap = p->cap_free ? p->cap_free : 64;
     while (cap < need)
         cap *= 2;
-    struct weft__stack **a = realloc(p->free, cap * sizeof *a);
+    struct weft__stack **a = weft__realloc(p->free, cap * sizeof *a);
     if (!a)
         return -ENOMEM;
     p->free = a;
@@ -246,11 +248,11 @@ static int chunk_add(struct weft__pool *p, size_t n)
     int err = free_reserve(p, p->total + n);
     if (err)
         return err;
-    struct weft__chunk *c = malloc(sizeof *c + n * sizeof c->slot[0]);
+    struct weft__chunk *c = weft__malloc(sizeof *c + n * sizeof c->slot[0]);
     if (!c)
         return -ENOMEM;
     c->len = n * p->slot_size;
-    c->base = mmap(NULL, c->len, PROT_READ | PROT_WRITE,
+    c->base = weft__mmap(NULL, c->len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (c->base == MAP_FAILED) {
         err = -errno;
@@ -292,7 +294,7 @@ static int chunk_add(struct weft__pool *p, size_t n)
 
 int weft__pool_new(struct weft__pool **out, size_t stack_size, int policy)
 {
-    struct weft__pool *p = calloc(1, sizeof *p);
+    struct weft__pool *p = weft__calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
     p->stack_size = stack_size;
