@@ -35,10 +35,12 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
-set yrange [0:1.15]
+set yrange [0:1.25]
 set ytics 0.1
 set grid ytics
-set key top right
+set key top center horizontal
+set rmargin 10
+set bmargin 7
 set xtics rotate by -25 scale 0
 set arrow from graph 0, first 0.95 to graph 1, first 0.95 nohead dt 2 lc rgb "red"
 set label "0.95x" at graph 0.005, first 0.97 tc rgb "red"
