@@ -12,6 +12,7 @@
  * checks each time the fiber switches out (sched.c), with the same report.
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -62,7 +63,9 @@ _Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *ho
     put_str(&l, " KiB stack (");
     put_str(&l, how);
     put_str(&l, "); aborting\n");
-    ssize_t ignored = write(STDERR_FILENO, l.buf, l.len);
+    /* The raw system call: with libweft_hook loaded, write() would be the
+     * hook, which is not async-signal-safe. */
+    ssize_t ignored = weft__sys_write(STDERR_FILENO, l.buf, l.len);
     (void)ignored;
     signal(SIGABRT, SIG_DFL);
     abort();

@@ -32,6 +32,11 @@ static inline ssize_t weft__sys_readv(int fd, const struct iovec *iov, int cnt)
     return (ssize_t)syscall(SYS_readv, fd, iov, cnt);
 }
 
+static inline ssize_t weft__sys_write(int fd, const void *buf, size_t len)
+{
+    return (ssize_t)syscall(SYS_write, fd, buf, len);
+}
+
 static inline ssize_t weft__sys_writev(int fd, const struct iovec *iov, int cnt)
 {
     return (ssize_t)syscall(SYS_writev, fd, iov, cnt);
