@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "sys.h"
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,7 +165,7 @@ void weft__fault_uninstall(void)
 
 /* ------------------------------------------------------------- statistics */
 
-static uint64_t retired_spawned, retired_switches, retired_steals;
+static uint64_t retired_spawned, retired_switches, retired_steals, retired_high_water;
 
 static uint64_t rd(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
 
@@ -173,6 +174,9 @@ void weft__stats_retire(struct weft_rt *rt)
 {
     retired_spawned += rd(&rt->w0.n_spawned);
     retired_switches += rd(&rt->w0.n_switches);
+    for (struct weft__pool *p = rt->pools; p; p = p->next)
+        if (p->high_water > retired_high_water)
+            retired_high_water = p->high_water;
 }
 
 static void add_rt(struct weft_rt *rt, void *ctx)
@@ -191,6 +195,8 @@ static void add_rt(struct weft_rt *rt, void *ctx)
         s->stacks_guard_mprotect += p->n_mprotect;
         s->stacks_canary += p->n_canary;
         s->stack_bytes_mapped += total * p->slot_size;
+        if (p->high_water > s->stack_high_water)
+            s->stack_high_water = p->high_water;
     }
 }
 
@@ -204,6 +210,8 @@ void weft_stats_get(weft_stats *out)
     out->fibers_spawned += retired_spawned;
     out->switches += retired_switches;
     out->steals += retired_steals;
+    if (retired_high_water > out->stack_high_water)
+        out->stack_high_water = retired_high_water;
     weft__registry_unlock();
     out->stacks_guarded = out->stacks_guard_madvise + out->stacks_guard_mprotect;
     out->map_entries = (uint64_t)atomic_load(&weft__map_entries_used);
@@ -223,6 +231,20 @@ static const char *const wait_names[WEFT__W_KINDS] = {
     [WEFT__W_MUTEX] = "mutex", [WEFT__W_COND] = "cond", [WEFT__W_SEM] = "semaphore",
     [WEFT__W_WG] = "wait group", [WEFT__W_OFFLOAD] = "offload", [WEFT__W_SIGNAL] = "signal",
 };
+
+/* A code address with its symbol when the dynamic linker knows one (a
+ * static executable's own functions need -rdynamic to be named). */
+static void put_code_address(FILE *out, const char *what, const void *addr)
+{
+    if (!addr)
+        return;
+    Dl_info info;
+    if (dladdr(addr, &info) && info.dli_sname)
+        fprintf(out, "%s%s+0x%tx", what, info.dli_sname,
+                (const char *)addr - (const char *)info.dli_saddr);
+    else
+        fprintf(out, "%s%p", what, addr);
+}
 
 static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
 {
@@ -245,9 +267,17 @@ static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
         if (f->wait.deadline != WEFT_FOREVER)
             fprintf(out, ", deadline in %.1f ms", (double)(f->wait.deadline - now) / 1e6);
     }
-    if (f->stack)
+    if (f->stack) {
         fprintf(out, ", %zu KiB stack%s", f->stack->size / 1024,
                 f->stack->guard == WEFT__GK_CANARY ? " (canary)" : "");
+        if (f->stack->pool->measure)
+            fprintf(out, " (%zu KiB used)", weft__stack_used(f->stack) / 1024);
+    }
+    if (f->state != WEFT__F_SCHED) {
+        fprintf(out, ", worker 0, ");
+        put_code_address(out, "spawned at ", f->spawn_site);
+        put_code_address(out, ", runs ", (const void *)f->fn);
+    }
     fputc('\n', out);
 }
 

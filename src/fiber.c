@@ -104,6 +104,7 @@ static struct weft__pool *pool_for(struct weft_rt *rt, size_t size)
     struct weft__pool *p;
     if (weft__pool_new(&p, size, rt->cfg.guard) != 0)
         return NULL;
+    p->measure = rt->cfg.stack_high_water;
     p->next = rt->pools->next;        /* the default pool stays first */
     rt->pools->next = p;
     return p;
@@ -147,6 +148,7 @@ int weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_att
     f->stack = s;
     f->canary = s->guard == WEFT__GK_CANARY ? (const uint64_t *)(const void *)s->lo : NULL;
     f->id = take_id(rt);
+    f->spawn_site = NULL;
     if (attr && attr->name) {
         strncpy(f->name, attr->name, sizeof f->name - 1);
         f->name[sizeof f->name - 1] = 0;
@@ -256,6 +258,7 @@ int weft_spawn(weft_fiber **fp, const weft_attr *attr, weft_fn fn, void *arg)
     int err = weft__spawn(w, attr, (void *)fn, arg, fp ? 0 : WEFT__FL_DETACHED, &f);
     if (err)
         return err;
+    f->spawn_site = __builtin_return_address(0);
     if (fp)
         *fp = weft__fiber_handle(f);
     return 0;

@@ -99,6 +99,7 @@ struct weft__fiber {
     uint64_t id;
     uint32_t index, gen;            /* place in the fiber table; gen counts reuse */
     struct weft__san san;
+    const void *spawn_site;         /* return address of the weft_spawn() call, or the entry */
     char name[32];
 };
 

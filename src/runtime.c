@@ -10,6 +10,8 @@
  */
 #include "internal.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,6 +36,8 @@ void weft_config_init(weft_config *cfg)
     cfg->prealloc_fibers = 0;
     cfg->guard = WEFT_GUARD_AUTO;
     cfg->reactor = WEFT_REACTOR_AUTO;
+    cfg->dump_on_sigquit = 0;
+    cfg->stack_high_water = 0;
 }
 
 weft_rt *weft_runtime(void)
@@ -177,6 +181,20 @@ bool weft__post_close(struct weft_rt *rt)
     return idle;
 }
 
+/* The opt-in SIGQUIT dump: an ordinary fiber waiting for the signal, so
+ * the dump is printed from fiber context (where it is consistent), not
+ * from a signal handler. It is cancelled like any other fiber when
+ * main_fn returns. */
+static void dump_on_sigquit(void *unused)
+{
+    (void)unused;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGQUIT);
+    while (weft_signal_wait(&set, WEFT_FOREVER) == SIGQUIT)
+        weft_dump(stderr);
+}
+
 static int check_config(weft_config *c)
 {
     if (c->workers < 0 || c->guard < WEFT_GUARD_AUTO || c->guard > WEFT_GUARD_NEVER ||
@@ -257,6 +275,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
         rt_free(rt);
         return err;
     }
+    rt->pools->measure = c.stack_high_water;
     struct weft__worker *w = &rt->w0;
     weft__san_thread_init(&w->sched.san);
     if ((err = weft__fault_install()) != 0) {
@@ -273,6 +292,13 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
         return err;
     }
     strcpy(rt->main->name, "main");
+    rt->main->spawn_site = (const void *)main_fn;
+    if (c.dump_on_sigquit) {
+        struct weft__fiber *d;
+        if (weft__spawn(w, NULL, (void *)dump_on_sigquit, NULL,
+                        WEFT__FL_DETACHED | WEFT__FL_VOIDFN, &d) == 0)
+            strcpy(d->name, "weft: SIGQUIT dump");
+    }
     weft__registry_add(rt);
     weft__worker_loop(w);
     weft__registry_remove(rt);

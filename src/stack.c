@@ -351,8 +351,33 @@ int weft__stack_get(struct weft__pool *p, struct weft__stack **out)
     return 0;
 }
 
+size_t weft__stack_used(const struct weft__stack *s)
+{
+    /* mincore() tells which pages are resident without touching them; the
+     * lowest resident page bounds how deep the stack went. */
+    size_t page = weft__page_size(), npages = s->size / page;
+    unsigned char vec[256];
+    for (size_t first = 0; first < npages; first += sizeof vec) {
+        size_t n = npages - first < sizeof vec ? npages - first : sizeof vec;
+        if (mincore(s->lo + first * page, n * page, vec) != 0)
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if (vec[i] & 1)
+                return s->size - (first + i) * page;
+    }
+    return 0;
+}
+
 void weft__stack_put(struct weft__pool *p, struct weft__stack *s)
 {
+    if (weft__unlikely(p->measure)) {
+        /* Measure, then hand the pages back so the next fiber's depth is
+         * its own and not what this one left resident. */
+        size_t used = weft__stack_used(s);
+        if (used > p->high_water)
+            p->high_water = used;
+        (void)madvise(s->lo, s->size, MADV_DONTNEED);
+    }
     s->in_use = 0;
     p->free[p->nfree++] = s;
 }

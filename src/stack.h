@@ -39,6 +39,8 @@ struct weft__pool {
     size_t reserve;             /* stacks kept warm whatever the trim says */
     size_t next_chunk;          /* stacks in the next chunk */
     uint64_t n_madvise, n_mprotect, n_canary, n_entries;
+    int measure;                /* weft_config.stack_high_water */
+    size_t high_water;          /* deepest use seen by a finished fiber, bytes */
 };
 
 int  weft__pool_new(struct weft__pool **out, size_t stack_size, int policy);
@@ -49,6 +51,9 @@ int  weft__stack_get(struct weft__pool *p, struct weft__stack **out);
 void weft__stack_put(struct weft__pool *p, struct weft__stack *s);
 /* Return the pages of stacks that stayed unused since the previous trim. */
 size_t weft__pool_trim(struct weft__pool *p);
+/* How much of s has been used, as far as the kernel knows: from its top
+ * down to the lowest resident page (0 if that cannot be told). */
+size_t weft__stack_used(const struct weft__stack *s);
 
 /* The page size, and a stack size rounded up to it (0 if out of range). */
 size_t weft__page_size(void);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@ START_TEST(config_defaults)
     ck_assert_uint_eq(c.prealloc_fibers, 0);
     ck_assert_int_eq(c.guard, WEFT_GUARD_AUTO);
     ck_assert_int_eq(c.reactor, WEFT_REACTOR_AUTO);
+    ck_assert_int_eq(c.dump_on_sigquit, 0);
+    ck_assert_int_eq(c.stack_high_water, 0);
     weft_attr a;
     memset(&a, 0xff, sizeof a);
     weft_attr_init(&a);
@@ -263,6 +266,106 @@ START_TEST(dump_shows_fibers_and_waits)
     ck_assert_msg(strstr(dumped, "deadline in"), "%s", dumped);
     ck_assert_msg(strstr(dumped, "\"joiner\" parked on join of fiber"), "%s", dumped);
     ck_assert_msg(strstr(dumped, "3 live fibers"), "%s", dumped);
+    /* where each fiber came from and what it runs */
+    ck_assert_msg(strstr(dumped, ", worker 0, spawned at "), "%s", dumped);
+    ck_assert_msg(strstr(dumped, ", runs "), "%s", dumped);
+}
+END_TEST
+
+/* ------------------------------------------------- stack high-water mark */
+
+static void *use_stack(void *arg)
+{
+    volatile char buf[40 * 1024];
+    memset((char *)buf, 1, sizeof buf);
+    if (arg)
+        weft_sleep_ms(-1); /* stays parked, to be seen by the dump */
+    return (void *)(intptr_t)buf[7];
+}
+
+static char hw_dump[4096];
+static void body_high_water(void *unused)
+{
+    (void)unused;
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, NULL, use_stack, NULL), 0);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+    weft_stats st;
+    weft_stats_get(&st);
+    ck_assert_uint_ge(st.stack_high_water, 40 * 1024);
+    ck_assert_uint_lt(st.stack_high_water, 64 * 1024);
+    weft_attr a;
+    weft_attr_init(&a);
+    a.name = "deep";
+    ck_assert_int_eq(weft_spawn(&f, &a, use_stack, (void *)1), 0);
+    weft_yield();
+    FILE *out = fmemopen(hw_dump, sizeof hw_dump - 1, "w");
+    weft_dump(out);
+    fclose(out);
+    weft_cancel(f);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+}
+
+START_TEST(stack_high_water_is_measured)
+{
+    weft_config c;
+    weft_config_init(&c);
+    c.stack_high_water = 1;
+    run_in_runtime(&c, body_high_water, NULL);
+    /* the parked fiber's line reports 40-odd KiB used */
+    const char *line = strstr(hw_dump, "\"deep\"");
+    ck_assert_msg(line != NULL, "%s", hw_dump);
+    const char *used = strstr(line, " KiB used)");
+    ck_assert_msg(used != NULL, "%s", hw_dump);
+    while (used > line && used[-1] >= '0' && used[-1] <= '9')
+        used--;
+    long kib = strtol(used, NULL, 10);
+    ck_assert_msg(kib >= 40 && kib < 64, "used %ld KiB: %s", kib, hw_dump);
+    /* the process-wide figure survives the runtime */
+    weft_stats st;
+    weft_stats_get(&st);
+    ck_assert_uint_ge(st.stack_high_water, 40 * 1024);
+}
+END_TEST
+
+/* ------------------------------------------------------- SIGQUIT dumps */
+
+static void body_sigquit(void *arg)
+{
+    int *survived = arg;
+    weft_yield(); /* the dump fiber parks in weft_signal_wait */
+    weft_yield();
+    ck_assert_int_eq(kill(getpid(), SIGQUIT), 0);
+    weft_sleep_ms(50);
+    *survived = 1; /* SIGQUIT did not stop the process */
+}
+
+START_TEST(sigquit_prints_a_dump)
+{
+    char path[] = "/tmp/weft-sigquit-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    weft_config c;
+    weft_config_init(&c);
+    c.dump_on_sigquit = 1;
+    int survived = 0;
+    int r = weft_run(&c, body_sigquit, &survived);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ck_assert_int_eq(r, 0);
+    ck_assert_int_eq(survived, 1);
+    char buf[4096];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    ck_assert_int_gt(n, 0);
+    buf[n] = 0;
+    ck_assert_msg(strstr(buf, "\"main\" parked on sleep"), "%s", buf);
+    ck_assert_msg(strstr(buf, "\"weft: SIGQUIT dump\" running"), "%s", buf);
 }
 END_TEST
 
@@ -325,6 +428,8 @@ int main(void)
     tcase_add_test(tc, stats_follow_the_fibers);
     tcase_add_test(tc, dump_shows_fibers_and_waits);
     tcase_add_test(tc, dump_from_outside_a_fiber);
+    tcase_add_test(tc, stack_high_water_is_measured);
+    tcase_add_test(tc, sigquit_prints_a_dump);
     tcase_add_test(tc, strerror_covers_every_code);
     suite_add_tcase(s, tc);
     return run_suite(s);

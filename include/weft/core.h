@@ -48,6 +48,12 @@ typedef struct weft_config {
     int    guard;            /* enum weft_guard */
     /* Fields beyond API v0. Always start from weft_config_init(). */
     int    reactor;          /* enum weft_reactor */
+    int    dump_on_sigquit;  /* 1: SIGQUIT prints weft_dump(stderr) and the
+                                process goes on (the signal is then blocked
+                                while the runtime runs, see weft_signal_wait) */
+    int    stack_high_water; /* 1: measure how deep each fiber's stack went
+                                (weft_dump, weft_stats.stack_high_water); costs
+                                a syscall and page faults per spawn: debugging only */
 } weft_config;
 
 /** Fills *cfg with the defaults (one worker, 256 KiB stacks, AUTO guard). */
@@ -207,6 +213,8 @@ typedef struct weft_stats {
     uint64_t stack_bytes_mapped;   /* address space reserved for stacks */
     uint64_t map_entries;          /* kernel map entries held by the stack pool */
     uint64_t runtimes;             /* runtimes now running */
+    uint64_t stack_high_water;     /* deepest stack use seen, in bytes (0 unless
+                                      weft_config.stack_high_water is on) */
 } weft_stats;
 
 /**
