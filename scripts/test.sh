@@ -8,12 +8,15 @@
 #      find_package(weft) and through pkg-config, linked static and shared;
 #   5. fault: the fault-injection walk (WEFT_FAULT_INJECTION) under ASan+UBSan;
 #   6. fuzz: each libFuzzer target for a bounded time (WEFT_FUZZ_SECONDS);
-#   7. soak: the echo server under mixed abuse (WEFT_SOAK_SECONDS).
-# Stages can be picked: scripts/test.sh release asan valgrind consumer fault fuzz soak
+#   7. soak: the echo server under mixed abuse (WEFT_SOAK_SECONDS);
+#   8. matrix: clang release and gcc debug builds with -Werror and their
+#      tests, and the core suites on each stack-guard path (mprotect guards,
+#      canaries) forced with WEFT_TEST_GUARD.
+# Stages can be picked: scripts/test.sh release asan valgrind consumer fault fuzz soak matrix
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-stages=${*:-release asan valgrind consumer fault fuzz soak}
+stages=${*:-release asan valgrind consumer fault fuzz soak matrix}
 scripts/deps.sh clang libclang-rt-14-dev valgrind gdb redis-server libhiredis-dev
 jobs=2
 say() { printf '\n== %s\n' "$*"; }
@@ -27,6 +30,19 @@ build() { # dir, cmake args...
 
 for stage in $stages; do
 case $stage in
+matrix)
+    say "clang release and gcc debug builds (-Werror) and their tests"
+    build build/clang-release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang
+    (cd build/clang-release && ctest -j"$jobs" --output-on-failure)
+    build build/gcc-debug -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=gcc
+    (cd build/gcc-debug && ctest -j"$jobs" --output-on-failure)
+    # check_stack forces the paths itself, so it is left out here.
+    for path in mprotect canary; do
+        say "core and I/O suites with every stack on the $path path"
+        (cd build/gcc-debug && WEFT_TEST_GUARD=$path ctest -j"$jobs" --output-on-failure \
+            -R '^(fiber|time|runtime|sync|chan|group|io|net)$')
+    done
+    ;;
 release)
     say "release build (gcc, -Werror) and tests"
     build build/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc

@@ -357,7 +357,10 @@ size_t weft__stack_used(const struct weft__stack *s)
      * lowest resident page bounds how deep the stack went. */
     size_t page = weft__page_size(), npages = s->size / page;
     unsigned char vec[256];
-    for (size_t first = 0; first < npages; first += sizeof vec) {
+    /* A canary stack's lowest page holds the canary word, resident
+     * whatever the fiber did; an overflow into it is the canary's to report. */
+    size_t start = s->guard == WEFT__GK_CANARY ? 1 : 0;
+    for (size_t first = start; first < npages; first += sizeof vec) {
         size_t n = npages - first < sizeof vec ? npages - first : sizeof vec;
         if (mincore(s->lo + first * page, n * page, vec) != 0)
             return 0;

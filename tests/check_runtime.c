@@ -276,11 +276,14 @@ END_TEST
 
 static void *use_stack(void *arg)
 {
-    volatile char buf[40 * 1024];
-    memset((char *)buf, 1, sizeof buf);
+    char buf[40 * 1024];
+    memset(buf, 1, sizeof buf);
+    /* The array escapes into an empty asm, so the compiler must really
+     * place it on the stack and fill it. */
+    __asm__ volatile("" : : "r"(buf) : "memory");
     if (arg)
         weft_sleep_ms(-1); /* stays parked, to be seen by the dump */
-    return (void *)(intptr_t)buf[7];
+    return (void *)(intptr_t)buf[0];
 }
 
 static char hw_dump[4096];

@@ -412,9 +412,12 @@ END_TEST
 static void *touch_stack(void *arg)
 {
     (void)arg;
-    volatile char buf[48 * 1024];
-    memset((char *)buf, 1, sizeof buf);
-    return (void *)(intptr_t)buf[100];
+    char buf[48 * 1024];
+    memset(buf, 1, sizeof buf);
+    /* The array escapes into an empty asm, so the compiler must really
+     * place it on the stack and fill it. */
+    __asm__ volatile("" : : "r"(buf) : "memory");
+    return (void *)(intptr_t)buf[512];
 }
 
 static long rss_pages(void)
