@@ -102,9 +102,8 @@ static struct weft__pool *pool_for(struct weft_rt *rt, size_t size)
         if (p->stack_size == size)
             return p;
     struct weft__pool *p;
-    if (weft__pool_new(&p, size, rt->cfg.guard) != 0)
+    if (weft__pool_new(&p, size, rt->cfg.guard, rt->cfg.stack_high_water) != 0)
         return NULL;
-    p->measure = rt->cfg.stack_high_water;
     p->next = rt->pools->next;        /* the default pool stays first */
     rt->pools->next = p;
     return p;

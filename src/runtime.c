@@ -260,7 +260,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     if (err)
         return err;
     apply_test_env();
-    weft__running_on_valgrind();
+    weft__valgrind_detect();
 
     struct weft_rt *rt = weft__calloc(1, sizeof *rt);
     if (!rt)
@@ -268,14 +268,13 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     rt->cfg = c;
     pthread_mutex_init(&rt->post_lock, NULL);
     weft__ftable_init(&rt->ft);
-    if ((err = weft__pool_new(&rt->pools, c.stack_size, c.guard)) != 0 ||
+    if ((err = weft__pool_new(&rt->pools, c.stack_size, c.guard, c.stack_high_water)) != 0 ||
         (err = weft__worker_init(&rt->w0, rt)) != 0 ||
         (err = weft__ftable_reserve(&rt->ft, c.prealloc_fibers)) != 0 ||
         (err = weft__pool_reserve(rt->pools, c.prealloc_fibers)) != 0) {
         rt_free(rt);
         return err;
     }
-    rt->pools->measure = c.stack_high_water;
     struct weft__worker *w = &rt->w0;
     weft__san_thread_init(&w->sched.san);
     if ((err = weft__fault_install()) != 0) {

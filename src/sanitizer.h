@@ -173,7 +173,9 @@ static inline void weft__san_thread_init(struct weft__san *s)
 #endif
 }
 
-static inline int weft__running_on_valgrind(void)
+/* Looks once, as a runtime starts, whether this process runs under
+ * valgrind, and keeps the answer for the stack hooks above. */
+static inline int weft__valgrind_detect(void)
 {
 #ifdef WEFT__VALGRIND
     return weft__on_valgrind = RUNNING_ON_VALGRIND != 0;

@@ -292,7 +292,7 @@ static int chunk_add(struct weft__pool *p, size_t n)
     return 0;
 }
 
-int weft__pool_new(struct weft__pool **out, size_t stack_size, int policy)
+int weft__pool_new(struct weft__pool **out, size_t stack_size, int policy, int measure)
 {
     struct weft__pool *p = weft__calloc(1, sizeof *p);
     if (!p)
@@ -300,6 +300,7 @@ int weft__pool_new(struct weft__pool **out, size_t stack_size, int policy)
     p->stack_size = stack_size;
     p->slot_size = stack_size + weft__page_size();
     p->policy = policy;
+    p->measure = measure;
     p->next_chunk = FIRST_CHUNK;
     *out = p;
     return 0;

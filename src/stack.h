@@ -43,7 +43,8 @@ struct weft__pool {
     size_t high_water;          /* deepest use seen by a finished fiber, bytes */
 };
 
-int  weft__pool_new(struct weft__pool **out, size_t stack_size, int policy);
+/* policy: enum weft_guard; measure: weft_config.stack_high_water. */
+int  weft__pool_new(struct weft__pool **out, size_t stack_size, int policy, int measure);
 void weft__pool_destroy(struct weft__pool *p);
 /* Make sure n stacks are free without further mapping, and keep them warm. */
 int  weft__pool_reserve(struct weft__pool *p, size_t n);
