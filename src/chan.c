@@ -174,11 +174,15 @@ static inline bool recv_ready(const struct weft_chan *ch)
     return ch->len || ch->sendq.head || ch->closed;
 }
 
-static void wait_unlink(struct weft__fiber *f)
+static bool wait_unlink(struct weft__fiber *f)
 {
     struct chan_wait *cw = f->wait_data;
-    for (size_t i = 0; i < cw->n; i++)
+    bool removed = false;
+    for (size_t i = 0; i < cw->n; i++) {
+        removed |= cw->nodes[i].link.q != NULL;
         weft__wq_remove(&cw->nodes[i].link);
+    }
+    return removed || cw->n == 0;   /* an empty select: nothing else can end it */
 }
 
 /* Parks self on the queues of the nodes already filled in (chans[i] is
@@ -200,7 +204,7 @@ static long block(struct weft__worker *w, struct weft__fiber *self, struct chan_
     self->wait.obj = obj;
     self->wait.unlink = wait_unlink;
     self->wait_data = cw;
-    int r = weft__park(w, self, deadline);
+    int r = weft__park(w, self, deadline, NULL);
     self->wait_data = NULL;
     for (size_t i = 0; i < cw->n; i++)
         weft__must(cw->nodes[i].link.q == NULL, "a channel waiter was left queued");

@@ -206,9 +206,8 @@ void weft__fiber_cancel(struct weft__fiber *f)
         return;
     f->flags |= WEFT__FL_CANCELLED;
     if (f->state == WEFT__F_PARKED && !f->wait.uncancellable) {
-        if (f->wait.unlink)
-            f->wait.unlink(f);
-        weft__wake(f, -ECANCELED);
+        if (!f->wait.unlink || f->wait.unlink(f))
+            weft__wake(f, -ECANCELED);
     }
 }
 
@@ -263,11 +262,14 @@ int weft_spawn(weft_fiber **fp, const weft_attr *attr, weft_fn fn, void *arg)
     return 0;
 }
 
-static void join_unlink(struct weft__fiber *self)
+static bool join_unlink(struct weft__fiber *self)
 {
     struct weft__fiber *target = self->wait_data;
-    if (target && target->joiner == self)
+    if (target && target->joiner == self) {
         target->joiner = NULL;
+        return true;
+    }
+    return false;
 }
 
 int weft_join(weft_fiber *h, void **result, int64_t deadline)
@@ -291,7 +293,7 @@ int weft_join(weft_fiber *h, void **result, int64_t deadline)
         self->wait.obj = f;
         self->wait.unlink = join_unlink;
         self->wait_data = f;
-        int r = weft__park(w, self, deadline);
+        int r = weft__park(w, self, deadline, NULL);
         if (r < 0)
             return r;
         weft__must(f->state == WEFT__F_DONE, "join woken before the fiber finished");

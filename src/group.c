@@ -143,9 +143,13 @@ int weft_group_cancel(weft_group *g)
     return 0;
 }
 
-static void wait_unlink(struct weft__fiber *f)
+static bool wait_unlink(struct weft__fiber *f)
 {
-    weft__wq_remove(f->wait_data);
+    struct weft__wnode *n = f->wait_data;
+    if (!n->q)
+        return false;
+    weft__wq_remove(n);
+    return true;
 }
 
 int weft_group_wait(weft_group *g, int64_t deadline)
@@ -165,7 +169,7 @@ int weft_group_wait(weft_group *g, int64_t deadline)
     self->wait.obj = g;
     self->wait.unlink = wait_unlink;
     self->wait_data = &node;
-    int r = weft__park(w, self, deadline);
+    int r = weft__park(w, self, deadline, NULL);
     self->wait_data = NULL;
     weft__must(node.q == NULL, "a group waiter was left queued");
     return r;

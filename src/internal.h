@@ -23,6 +23,7 @@
 #include "weft.h"
 #include "arch/fcontext.h"
 #include "fault.h"
+#include "lock.h"
 #include "reactor.h"
 #include "sanitizer.h"
 #include "stack.h"
@@ -68,14 +69,18 @@ struct weft__fiber;
 
 /* What a parked fiber waits on. unlink, when set, takes the fiber off the
  * object's wait queue; the park machinery calls it when the wait ends by
- * timeout or cancellation, so no blocking call ever leaves a waiter behind. */
+ * timeout or cancellation, so no blocking call ever leaves a waiter behind.
+ * It takes the object's lock itself (weft__lock) and returns true if it
+ * found the fiber still queued and removed it: the caller then owns the
+ * fiber's wake-up. false means a waker got there first (it removed the
+ * node under the same lock) and will wake, or has woken, the fiber. */
 struct weft__wait {
     int kind;                       /* enum weft__wait_kind */
     int detail;                     /* e.g. WEFT_READ/WEFT_WRITE for an fd */
     const void *obj;                /* the fd (as intptr_t), channel, mutex, ... */
     int64_t since;                  /* weft_now() when it parked (worker clock) */
     int64_t deadline;
-    void (*unlink)(struct weft__fiber *f);
+    bool (*unlink)(struct weft__fiber *f);
     int uncancellable;              /* cancel only marks the fiber (e.g. offload) */
 };
 
@@ -93,6 +98,7 @@ struct weft__fiber {
     void *result;
     struct weft__stack *stack;
     struct weft__fiber *joiner;     /* the fiber in weft_join() on this one */
+    weft__lockword lock;            /* multi-worker: guards joiner, DETACHED and exit */
     struct weft__timer timer;       /* deadline of the current wait */
     struct weft__wait wait;
     void *wait_data;                /* free for the blocking call's own use */
@@ -107,6 +113,7 @@ struct weft__fiber {
 
 struct weft__worker {
     struct weft_rt *rt;
+    bool mt;                        /* the runtime has several workers: take locks */
     struct weft__fiber *current;    /* running fiber, or &sched */
     struct weft__fiber sched;       /* this thread's own context */
     struct weft__fiber *rq_head, *rq_tail;
@@ -181,6 +188,12 @@ static inline struct weft__fiber *weft__self(struct weft__worker *w)
     return (w && w->current != &w->sched) ? w->current : NULL;
 }
 
+/* Whether w's run queue is empty (tests: "let everything runnable run"). */
+static inline bool weft__rq_empty(const struct weft__worker *w)
+{
+    return w->rq_head == NULL;
+}
+
 /* Fibers on w's run queue (a walk: for dumps and tests, not hot paths). */
 static inline size_t weft__rq_count(const struct weft__worker *w)
 {
@@ -190,14 +203,39 @@ static inline size_t weft__rq_count(const struct weft__worker *w)
     return n;
 }
 
+/* Takes and releases an object's lock when w's runtime has several
+ * workers; no-ops with one (see lock.h). */
+static inline void weft__lock(const struct weft__worker *w, weft__lockword *l)
+{
+    if (w->mt)
+        weft__spin_lock(l);
+}
+static inline void weft__unlock(const struct weft__worker *w, weft__lockword *l)
+{
+    if (w->mt)
+        weft__spin_unlock(l);
+}
+
 /* Park the running fiber self of worker w until weft__wake(), the deadline
- * or a cancellation. The caller has set self->wait.kind/.obj/.unlink and put
- * self on the object's queue. Returns the value given to weft__wake(), or
- * -ETIMEDOUT / -ECANCELED after calling wait.unlink (also at once, without
- * parking, when the deadline has passed or self is already cancelled). */
-int  weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline);
-/* Make a parked fiber runnable; park() returns result. Ignored if f is not parked. */
-void weft__wake(struct weft__fiber *f, int result);
+ * or a cancellation. The protocol, the same for every blocking object:
+ *  1. take the object's lock (weft__lock), find that self must wait, put
+ *     self on the object's queue and set self->wait.kind/.obj/.unlink;
+ *  2. call weft__park() with that lock still held: it marks self parked and
+ *     only then releases the lock, so a waker (which needs the lock to find
+ *     self) always finds a parked fiber and no wake-up is lost;
+ *  3. a waker, under the object's lock, removes self from the queue and
+ *     calls weft__wake(); timeout and cancellation go through wait.unlink,
+ *     which removes self only if it is still queued.
+ * lock may be NULL for waits that only a timer or cancellation ends.
+ * Returns the value given to weft__wake(), or -ETIMEDOUT / -ECANCELED after
+ * wait.unlink removed self (also at once, without switching, when the
+ * deadline has passed or self is already cancelled). */
+int  weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline,
+                weft__lockword *lock);
+/* Make a parked fiber runnable; park() returns result. Returns false, doing
+ * nothing, if f is not parked (somebody else woke it first). The fiber runs
+ * next on the caller's worker unless another steals it. */
+bool weft__wake(struct weft__fiber *f, int result);
 /* Put the running fiber back on the run queue and run others (weft_yield). */
 void weft__yield(struct weft__worker *w, struct weft__fiber *self);
 

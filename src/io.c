@@ -250,11 +250,15 @@ static void node_unlink(struct weft__worker *w, struct iowait *n)
 }
 
 /* wait.unlink: the wait ended by timeout or cancellation. */
-static void io_unlink(struct weft__fiber *f)
+static bool io_unlink(struct weft__fiber *f)
 {
     struct parkrec *p = f->wait_data;
-    for (int i = 0; i < p->n; i++)
+    bool removed = false;
+    for (int i = 0; i < p->n; i++) {
+        removed |= linked(&p->node[i]) != 0;
         node_unlink(f->w, &p->node[i]);
+    }
+    return removed;
 }
 
 /* Wakes every fiber in queue dir of e with result. */
@@ -399,7 +403,7 @@ static int park_fd(struct weft__worker *w, struct weft__fiber *self, int fd, int
     self->wait.detail = events;
     self->wait.unlink = io_unlink;
     self->wait_data = &p;
-    r = weft__park(w, self, deadline);
+    r = weft__park(w, self, deadline, NULL);
     /* Woken for one direction while queued for both (weft_wait_fd): the
      * other node is still linked. */
     w = self->w;

@@ -272,7 +272,7 @@ int weft_offload(weft_fn fn, void *arg, void **result)
     self->wait.obj = (const void *)fn;
     self->wait.unlink = NULL;
     self->wait.uncancellable = 1;
-    int r = weft__park(w, self, WEFT_FOREVER);
+    int r = weft__park(w, self, WEFT_FOREVER, NULL);
     weft__must(r == 0, "an offloaded call's fiber was woken early");
     if (result)
         *result = j.result;

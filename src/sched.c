@@ -158,9 +158,12 @@ void weft_yield(void)
         weft__yield(w, w->current);
 }
 
-int weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline)
+int weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline,
+               weft__lockword *lock)
 {
     int r;
+    if (lock)
+        weft__unlock(w, lock);
     if ((self->flags & WEFT__FL_CANCELLED) && !self->wait.uncancellable) {
         r = -ECANCELED;
         goto unlink;
@@ -192,16 +195,17 @@ out:
     return r;
 }
 
-void weft__wake(struct weft__fiber *f, int result)
+bool weft__wake(struct weft__fiber *f, int result)
 {
     if (f->state != WEFT__F_PARKED)
-        return;
+        return false;
     struct weft__worker *w = f->w;
     if (weft__timer_armed(&f->timer))
         weft__wheel_del(&w->wheel, &f->timer);
     f->wake_result = result;
     f->state = WEFT__F_RUNNABLE;
     weft__rq_push(w, f);
+    return true;
 }
 
 void weft__fiber_timeout(struct weft__timer *t)
@@ -209,9 +213,8 @@ void weft__fiber_timeout(struct weft__timer *t)
     struct weft__fiber *f = weft__container_of(t, struct weft__fiber, timer);
     if (f->state != WEFT__F_PARKED)
         return;
-    if (f->wait.unlink)
-        f->wait.unlink(f);
-    weft__wake(f, -ETIMEDOUT);
+    if (!f->wait.unlink || f->wait.unlink(f))
+        weft__wake(f, -ETIMEDOUT);
 }
 
 /* main_fn has returned: everything still running is cancelled, and fibers

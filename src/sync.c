@@ -86,9 +86,13 @@ static inline struct wg_impl *G(weft_wg *g) { return (struct wg_impl *)(void *)g
 
 /* The wait.unlink of every wait here: take the fiber's node off whatever
  * queue it is still on (a no-op after a hand-off). */
-static void node_unlink(struct weft__fiber *f)
+static bool node_unlink(struct weft__fiber *f)
 {
-    weft__wq_remove(f->wait_data);
+    struct weft__wnode *n = f->wait_data;
+    if (!n->q)
+        return false;
+    weft__wq_remove(n);
+    return true;
 }
 
 /* Queues self on q and parks it. Returns what weft__park() returns. */
@@ -102,7 +106,7 @@ static int wait_on(struct weft__worker *w, struct weft__fiber *self, struct weft
     self->wait.unlink = node_unlink;
     self->wait.uncancellable = uncancellable;
     self->wait_data = &node;
-    int r = weft__park(w, self, deadline);
+    int r = weft__park(w, self, deadline, NULL);
     self->wait_data = NULL;
     /* Every way out of park() has taken the node off the queue: a hand-off
      * removed it before waking us, unlink removed it otherwise. */
@@ -263,7 +267,7 @@ int weft_cond_wait(weft_cond *pc, weft_mutex *pm, int64_t deadline)
     self->wait.obj = c;
     self->wait.unlink = node_unlink;
     self->wait_data = &node;
-    int r = weft__park(w, self, deadline);
+    int r = weft__park(w, self, deadline, NULL);
     self->wait_data = NULL;
     weft__must(node.q == NULL, "a cond waiter was left queued");
     /* Re-lock whatever happened; this wait ignores cancellation (the

@@ -49,7 +49,7 @@ int weft_sleep_until(int64_t deadline)
         return -EPERM;
     self->wait.kind = WEFT__W_SLEEP;
     self->wait.obj = NULL;
-    int r = weft__park(w, self, deadline);
+    int r = weft__park(w, self, deadline, NULL);
     return r == -ETIMEDOUT ? 0 : r;
 }
 

@@ -113,7 +113,7 @@ static inline void settle(void)
 {
     do
         weft_yield();
-    while (weft__worker()->rq_head != NULL);
+    while (!weft__rq_empty(weft__worker()));
 }
 
 /* Waits for the next command; cannot be cancelled, so a cancelled actor
@@ -126,7 +126,7 @@ static inline void actor_wait_command(void)
     self->wait.obj = NULL;
     self->wait.unlink = NULL;
     self->wait.uncancellable = 1;
-    weft__park(w, self, WEFT_FOREVER);
+    weft__park(w, self, WEFT_FOREVER, NULL);
 }
 
 static inline void *actor_main(void *p)
