@@ -172,8 +172,11 @@ static uint64_t rd(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_
 /* Called with the registry locked, as rt leaves it. */
 void weft__stats_retire(struct weft_rt *rt)
 {
-    retired_spawned += rd(&rt->w0.n_spawned);
-    retired_switches += rd(&rt->w0.n_switches);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        retired_spawned += rd(&rt->ws[i]->n_spawned);
+        retired_switches += rd(&rt->ws[i]->n_switches);
+        retired_steals += rd(&rt->ws[i]->n_steals);
+    }
     for (struct weft__pool *p = rt->pools; p; p = p->next)
         if (p->high_water > retired_high_water)
             retired_high_water = p->high_water;
@@ -183,11 +186,20 @@ static void add_rt(struct weft_rt *rt, void *ctx)
 {
     weft_stats *s = ctx;
     s->runtimes++;
-    s->fibers_live += __atomic_load_n(&rt->live, __ATOMIC_RELAXED);
-    s->fibers_spawned += rd(&rt->w0.n_spawned);
-    s->switches += rd(&rt->w0.n_switches);
+    s->fibers_live += atomic_load_explicit(&rt->live, memory_order_relaxed);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        s->fibers_spawned += rd(&rt->ws[i]->n_spawned);
+        s->switches += rd(&rt->ws[i]->n_switches);
+        s->steals += rd(&rt->ws[i]->n_steals);
+    }
+    /* Stacks in the workers' caches are free, though not in the pool. */
+    uint64_t cached = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        cached += __atomic_load_n(&rt->ws[i]->nscache, __ATOMIC_RELAXED);
     for (struct weft__pool *p = rt->pools; p; p = p->next) {
         uint64_t nfree = __atomic_load_n(&p->nfree, __ATOMIC_RELAXED);
+        if (p == rt->pools)
+            nfree += cached;
         uint64_t total = __atomic_load_n(&p->total, __ATOMIC_RELAXED);
         s->stacks_pooled += nfree;
         s->stacks_in_use += total - nfree;
@@ -249,7 +261,7 @@ static void put_code_address(FILE *out, const char *what, const void *addr)
 static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
 {
     fprintf(out, "  fiber %llu \"%s\" %s", (unsigned long long)f->id, f->name,
-            state_names[f->state]);
+            state_names[atomic_load_explicit(&f->state, memory_order_relaxed)]);
     if (f->flags & WEFT__FL_CANCELLED)
         fprintf(out, " (cancelled)");
     if (f->state == WEFT__F_PARKED) {
@@ -274,7 +286,8 @@ static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
             fprintf(out, " (%zu KiB used)", weft__stack_used(f->stack) / 1024);
     }
     if (f->state != WEFT__F_SCHED) {
-        fprintf(out, ", worker 0, ");
+        fprintf(out, ", worker %u%s, ", f->w ? f->w->index : 0,
+                f->home ? " (pinned)" : "");
         put_code_address(out, "spawned at ", f->spawn_site);
         put_code_address(out, ", runs ", (const void *)f->fn);
     }
@@ -292,10 +305,36 @@ static void dump_one(struct weft__fiber *f, void *ctx)
 static void dump_summary(struct weft_rt *rt, void *ctx)
 {
     FILE *out = ctx;
-    fprintf(out, "weft: runtime %p: %d worker(s), %zu live fibers, %llu spawned, %llu switches\n",
-            (void *)rt, rt->cfg.workers, __atomic_load_n(&rt->live, __ATOMIC_RELAXED),
-            (unsigned long long)rd(&rt->w0.n_spawned),
-            (unsigned long long)rd(&rt->w0.n_switches));
+    uint64_t spawned = 0, switches = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        spawned += rd(&rt->ws[i]->n_spawned);
+        switches += rd(&rt->ws[i]->n_switches);
+    }
+    fprintf(out, "weft: runtime %p: %u worker(s), %zu live fibers, %llu spawned, %llu switches\n",
+            (void *)rt, rt->nworkers, atomic_load_explicit(&rt->live, memory_order_relaxed),
+            (unsigned long long)spawned, (unsigned long long)switches);
+}
+
+static void worker_stats(const struct weft__worker *w, weft_worker_stats *s)
+{
+    s->runnable = weft__rq_count(w);
+    s->switches = rd((_Atomic uint64_t *)&w->n_switches);
+    s->spawned = rd((_Atomic uint64_t *)&w->n_spawned);
+    s->parks = rd((_Atomic uint64_t *)&w->n_parks);
+    s->steals = rd((_Atomic uint64_t *)&w->n_steals);
+    s->sleeps = rd((_Atomic uint64_t *)&w->n_sleeps);
+    s->polls = rd((_Atomic uint64_t *)&w->n_polls);
+}
+
+int weft_worker_stats_get(int index, weft_worker_stats *out)
+{
+    struct weft__worker *w = weft__worker();
+    if (!weft__self(w))
+        return -EPERM;
+    if (!out || index < 0 || (unsigned)index >= w->rt->nworkers)
+        return -EINVAL;
+    worker_stats(w->rt->ws[index], out);
+    return 0;
 }
 
 void weft_dump(FILE *out)
@@ -312,8 +351,15 @@ void weft_dump(FILE *out)
     struct weft_rt *rt = w->rt;
     int64_t now = weft__clock();
     dump_summary(rt, out);
-    fprintf(out, "  worker 0: %zu runnable, %zu timers armed\n", weft__rq_count(w),
-            w->wheel.count);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        weft_worker_stats ws;
+        worker_stats(rt->ws[i], &ws);
+        fprintf(out, "  worker %u: %llu runnable, %llu switches, %llu parks, %llu steals, "
+                     "%llu sleeps%s\n", i,
+                (unsigned long long)ws.runnable, (unsigned long long)ws.switches,
+                (unsigned long long)ws.parks, (unsigned long long)ws.steals,
+                (unsigned long long)ws.sleeps, rt->ws[i] == w ? " (this one)" : "");
+    }
     struct dump_ctx dc = { out, now };
     weft__fiber_each(rt, dump_one, &dc);
     fflush(out);

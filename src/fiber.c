@@ -8,6 +8,15 @@
  * block changes every time it is freed, so a handle that was joined, or
  * whose detached fiber has finished, decodes to nothing (-ESRCH) even after
  * the block has been reused, instead of silently naming another fiber.
+ *
+ * Several workers: each worker keeps a small cache of free control blocks
+ * and of default-size stacks, refilled from and spilled to the runtime's
+ * shared free list and pool under their locks, so spawning and exiting
+ * rarely touch a shared cache line. Join, detach and exit agree through
+ * the fiber's own lock: the exiting side marks the fiber DONE (or frees a
+ * detached one) and reads its joiner under it, so exactly one of "the
+ * joiner collects" and "the exit frees" happens, and a joiner is woken
+ * only once the stack it waited on has been given back.
  */
 #include "internal.h"
 
@@ -27,28 +36,46 @@ int weft__ftable_init(struct weft__ftable *ft)
 
 void weft__ftable_fini(struct weft__ftable *ft)
 {
-    for (uint32_t i = 0; i < ft->nblocks; i++)
-        free(ft->blocks[i]);
-    free(ft->blocks);
+    struct weft__fiber **blocks = atomic_load_explicit(&ft->blocks, memory_order_relaxed);
+    uint32_t n = atomic_load_explicit(&ft->nblocks, memory_order_relaxed);
+    for (uint32_t i = 0; i < n; i++)
+        free(blocks[i]);
+    free(blocks);
+    while (ft->retired) {
+        void *next = *(void **)ft->retired;
+        free(ft->retired);
+        ft->retired = next;
+    }
     memset(ft, 0, sizeof *ft);
 }
 
+/* The caller holds the table's lock (several workers). */
 static int ftable_grow(struct weft__ftable *ft)
 {
-    if (ft->nblocks == UINT32_MAX / WEFT__FT_BLOCK)
+    uint32_t nblocks = atomic_load_explicit(&ft->nblocks, memory_order_relaxed);
+    struct weft__fiber **blocks = atomic_load_explicit(&ft->blocks, memory_order_relaxed);
+    if (nblocks == UINT32_MAX / WEFT__FT_BLOCK)
         return -ENOMEM;
-    if (ft->nblocks == ft->cap_blocks) {
+    if (nblocks == ft->cap_blocks) {
+        /* A new array, the old one retired, not freed: another worker may
+         * be decoding a handle through it right now. */
         uint32_t cap = ft->cap_blocks ? ft->cap_blocks * 2 : 16;
-        struct weft__fiber **b = weft__realloc(ft->blocks, cap * sizeof *b);
+        struct weft__fiber **b = weft__calloc(cap, sizeof *b);
         if (!b)
             return -ENOMEM;
-        ft->blocks = b;
+        if (blocks) {
+            memcpy(b, blocks, nblocks * sizeof *b);
+            *(void **)(void *)blocks = ft->retired;
+            ft->retired = blocks;
+        }
+        blocks = b;
+        atomic_store_explicit(&ft->blocks, b, memory_order_release);
         ft->cap_blocks = cap;
     }
     struct weft__fiber *blk = weft__calloc(WEFT__FT_BLOCK, sizeof *blk);
     if (!blk)
         return -ENOMEM;
-    uint32_t base = ft->nblocks * WEFT__FT_BLOCK;
+    uint32_t base = nblocks * WEFT__FT_BLOCK;
     /* Chain in reverse so the lowest index is handed out first. The timer
      * and wait fields are set up once here: every wait leaves them as it
      * found them (disarmed, kind NONE), so spawning need not touch them. */
@@ -60,7 +87,8 @@ static int ftable_grow(struct weft__ftable *ft)
         blk[i].next = ft->free;
         ft->free = &blk[i];
     }
-    ft->blocks[ft->nblocks++] = blk;
+    blocks[nblocks] = blk;
+    atomic_store_explicit(&ft->nblocks, nblocks + 1, memory_order_release);
     ft->nfree += WEFT__FT_BLOCK;
     return 0;
 }
@@ -88,14 +116,16 @@ struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h)
     if (!rt || low == 0)
         return NULL;
     uint32_t idx = low - 1;
-    if (idx / WEFT__FT_BLOCK >= rt->ft.nblocks)
+    if (idx / WEFT__FT_BLOCK >= atomic_load_explicit(&rt->ft.nblocks, memory_order_acquire))
         return NULL;
-    struct weft__fiber *f = &rt->ft.blocks[idx / WEFT__FT_BLOCK][idx % WEFT__FT_BLOCK];
-    if (f->gen != gen || f->state == WEFT__F_FREE)
+    struct weft__fiber **blocks = atomic_load_explicit(&rt->ft.blocks, memory_order_acquire);
+    struct weft__fiber *f = &blocks[idx / WEFT__FT_BLOCK][idx % WEFT__FT_BLOCK];
+    if (f->gen != gen || atomic_load_explicit(&f->state, memory_order_relaxed) == WEFT__F_FREE)
         return NULL;
     return f;
 }
 
+/* The caller holds the pool lock (several workers). */
 static struct weft__pool *pool_for(struct weft_rt *rt, size_t size)
 {
     for (struct weft__pool *p = rt->pools; p; p = p->next)
@@ -109,44 +139,152 @@ static struct weft__pool *pool_for(struct weft_rt *rt, size_t size)
     return p;
 }
 
-static uint64_t take_id(struct weft_rt *rt)
+static uint64_t take_id(struct weft__worker *w)
 {
-    if (weft__unlikely(rt->id_next == rt->id_end)) {
-        rt->id_next = atomic_fetch_add(&next_id_batch, ID_BATCH);
-        rt->id_end = rt->id_next + ID_BATCH;
+    if (weft__unlikely(w->id_next == w->id_end)) {
+        w->id_next = atomic_fetch_add(&next_id_batch, ID_BATCH);
+        w->id_end = w->id_next + ID_BATCH;
     }
-    return rt->id_next++;
+    return w->id_next++;
 }
 
-int weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_attr *attr)
+#define FCACHE_MAX 64   /* control blocks a worker keeps (several workers) */
+
+/* Several workers: a free control block from w's cache, refilled with up
+ * to half a cache from the shared list. */
+static int mt_block_get(struct weft__worker *w, struct weft__fiber **out)
 {
+    if (!w->fcache) {
+        /* prealloc_fibers: no cache, so no block sits idle in another
+         * worker's cache while this one would have to grow the table. */
+        size_t batch = w->rt->cfg.prealloc_fibers ? 1 : FCACHE_MAX / 2;
+        struct weft_rt *rt = w->rt;
+        struct weft__ftable *ft = &rt->ft;
+        weft__spin_lock(&rt->ft_lock);
+        if (!ft->free) {
+            int err = ftable_grow(ft);
+            if (err) {
+                weft__spin_unlock(&rt->ft_lock);
+                return err;
+            }
+        }
+        while (ft->free && w->nfcache < batch) {
+            struct weft__fiber *f = ft->free;
+            ft->free = f->next;
+            ft->nfree--;
+            f->next = w->fcache;
+            w->fcache = f;
+            w->nfcache++;
+        }
+        weft__spin_unlock(&rt->ft_lock);
+    }
+    *out = w->fcache;
+    w->fcache = w->fcache->next;
+    w->nfcache--;
+    return 0;
+}
+
+static int stack_get(struct weft__worker *w, struct weft__pool *pool, struct weft__stack **s)
+{
+    if (!w->mt)
+        return weft__stack_get(pool, s);
+    if (w->nscache && pool == w->rt->pools) {
+        *s = w->scache[--w->nscache];
+        return 0;
+    }
+    weft__spin_lock(&w->rt->pool_lock);
+    int err = weft__stack_get(pool, s);
+    weft__spin_unlock(&w->rt->pool_lock);
+    return err;
+}
+
+static void stack_put(struct weft__worker *w, struct weft__stack *s)
+{
+    struct weft__pool *pool = s->pool;
+    if (!w->mt) {
+        weft__stack_put(pool, s);
+        return;
+    }
+    /* Stacks whose depth is measured go back to the pool, which measures;
+     * so do all of them when stacks were reserved up front, which keeps
+     * prealloc_fibers' promise (no allocation) whatever worker spawns. */
+    if (pool == w->rt->pools && !pool->measure && !pool->reserve &&
+        w->nscache < sizeof w->scache / sizeof w->scache[0]) {
+        w->scache[w->nscache++] = s;
+        return;
+    }
+    weft__spin_lock(&w->rt->pool_lock);
+    weft__stack_put(pool, s);
+    weft__spin_unlock(&w->rt->pool_lock);
+}
+
+void weft__worker_caches_flush(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    weft__lock(w, &rt->pool_lock);
+    while (w->nscache)
+        weft__stack_put(rt->pools, w->scache[--w->nscache]);
+    weft__unlock(w, &rt->pool_lock);
+    weft__lock(w, &rt->ft_lock);
+    while (w->fcache) {
+        struct weft__fiber *f = w->fcache;
+        w->fcache = f->next;
+        f->next = rt->ft.free;
+        rt->ft.free = f;
+        rt->ft.nfree++;
+    }
+    w->nfcache = 0;
+    weft__unlock(w, &rt->ft_lock);
+}
+
+int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft_attr *attr)
+{
+    struct weft_rt *rt = w->rt;
     struct weft__pool *pool = rt->pools;
     if (attr && attr->stack_size && attr->stack_size != pool->stack_size) {
         size_t size = weft__stack_round(attr->stack_size);
         if (!size)
             return -EINVAL;
-        if (!(pool = pool_for(rt, size)))
+        weft__lock(w, &rt->pool_lock);
+        pool = pool_for(rt, size);
+        weft__unlock(w, &rt->pool_lock);
+        if (!pool)
             return -ENOMEM;
     }
+    struct weft__fiber *f;
     struct weft__ftable *ft = &rt->ft;
-    if (weft__unlikely(!ft->free)) {
-        int err = ftable_grow(ft);
+    if (w->mt) {
+        int err = mt_block_get(w, &f);
         if (err)
             return err;
+    } else {
+        if (weft__unlikely(!ft->free)) {
+            int err = ftable_grow(ft);
+            if (err)
+                return err;
+        }
+        f = ft->free;
     }
     struct weft__stack *s;
-    int err = weft__stack_get(pool, &s);
-    if (err)
+    int err = stack_get(w, pool, &s);
+    if (err) {
+        if (w->mt) {
+            f->next = w->fcache;
+            w->fcache = f;
+            w->nfcache++;
+        }
         return err;
-    struct weft__fiber *f = ft->free;
-    ft->free = f->next;
-    ft->nfree--;
+    }
+    if (!w->mt) {
+        ft->free = f->next;
+        ft->nfree--;
+    }
 
     /* joiner and result were cleared when the block was freed. */
-    f->flags = 0;
+    atomic_store_explicit(&f->flags, 0, memory_order_relaxed);
+    f->home = NULL;
     f->stack = s;
     f->canary = s->guard == WEFT__GK_CANARY ? (const uint64_t *)(const void *)s->lo : NULL;
-    f->id = take_id(rt);
     f->spawn_site = NULL;
     if (attr && attr->name) {
         strncpy(f->name, attr->name, sizeof f->name - 1);
@@ -154,22 +292,51 @@ int weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_att
     } else {
         f->name[0] = 0;
     }
-    if (attr && attr->pinned)
-        f->flags |= WEFT__FL_PINNED;
+    if (attr && attr->pinned) {
+        atomic_store_explicit(&f->flags, WEFT__FL_PINNED, memory_order_relaxed);
+        if (w->mt)
+            f->home = w;
+    }
+    f->id = take_id(w);
     weft__san_stack_acquire(&f->san, s->lo, s->size);
     f->ctx = weft__make_fcontext(s->lo + s->size, s->size, weft__fiber_entry);
-    rt->live++;
+    if (w->mt)
+        atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
+    else
+        atomic_store_explicit(&rt->live, atomic_load_explicit(&rt->live, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
     *out = f;
     return 0;
 }
 
-void weft__fiber_free(struct weft_rt *rt, struct weft__fiber *f)
+void weft__fiber_free(struct weft__worker *w, struct weft__fiber *f)
 {
-    f->state = WEFT__F_FREE;
+    atomic_store_explicit(&f->state, WEFT__F_FREE, memory_order_relaxed);
     f->joiner = NULL;
     f->result = NULL;
     if (++f->gen == 0)
         f->gen = 1;
+    if (w->mt) {
+        f->next = w->fcache;
+        w->fcache = f;
+        size_t keep = w->rt->cfg.prealloc_fibers ? 0 : FCACHE_MAX;
+        if (++w->nfcache > keep) {
+            /* Spill half to the shared list. */
+            struct weft_rt *rt = w->rt;
+            weft__spin_lock(&rt->ft_lock);
+            while (w->nfcache > keep / 2) {
+                struct weft__fiber *g = w->fcache;
+                w->fcache = g->next;
+                w->nfcache--;
+                g->next = rt->ft.free;
+                rt->ft.free = g;
+                rt->ft.nfree++;
+            }
+            weft__spin_unlock(&rt->ft_lock);
+        }
+        return;
+    }
+    struct weft_rt *rt = w->rt;
     f->next = rt->ft.free;
     rt->ft.free = f;
     rt->ft.nfree++;
@@ -181,34 +348,51 @@ void weft__fiber_reap(struct weft__worker *w, struct weft__fiber *f)
 {
     struct weft__stack *s = f->stack;
     weft__san_stack_release(&f->san, s->lo, s->size);
-    weft__stack_put(s->pool, s);
+    stack_put(w, s);
     f->stack = NULL;
     f->canary = NULL;
-    if (f->flags & WEFT__FL_DETACHED)
-        weft__fiber_free(w->rt, f);
-    else
-        f->state = WEFT__F_DONE;
+    weft__lock(w, &f->lock);
+    if (atomic_load_explicit(&f->flags, memory_order_relaxed) & WEFT__FL_DETACHED) {
+        weft__unlock(w, &f->lock);
+        weft__fiber_free(w, f);
+        return;
+    }
+    atomic_store_explicit(&f->state, WEFT__F_DONE, memory_order_release);
+    struct weft__fiber *j = f->joiner;
+    weft__unlock(w, &f->lock);
+    /* After the unlock: the joiner may free f as soon as it runs. Its wait
+     * cannot end otherwise meanwhile (join_unlink sees DONE). */
+    if (j)
+        weft__wake(j, 0);
 }
 
 void weft__fiber_each(struct weft_rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx)
 {
-    for (uint32_t b = 0; b < rt->ft.nblocks; b++)
+    uint32_t n = atomic_load_explicit(&rt->ft.nblocks, memory_order_acquire);
+    struct weft__fiber **blocks = atomic_load_explicit(&rt->ft.blocks, memory_order_acquire);
+    for (uint32_t b = 0; b < n; b++)
         for (uint32_t i = 0; i < WEFT__FT_BLOCK; i++) {
-            struct weft__fiber *f = &rt->ft.blocks[b][i];
-            if (f->state != WEFT__F_FREE)
+            struct weft__fiber *f = &blocks[b][i];
+            if (atomic_load_explicit(&f->state, memory_order_relaxed) != WEFT__F_FREE)
                 fn(f, ctx);
         }
 }
 
 void weft__fiber_cancel(struct weft__fiber *f)
 {
-    if (f->flags & WEFT__FL_CANCELLED)
+    /* seq_cst, paired with weft__park(): it stores PARKED and then reads
+     * the flag; we set the flag and then read the state. */
+    if (atomic_fetch_or(&f->flags, WEFT__FL_CANCELLED) & WEFT__FL_CANCELLED)
         return;
-    f->flags |= WEFT__FL_CANCELLED;
-    if (f->state == WEFT__F_PARKED && !f->wait.uncancellable) {
+    /* wait_lock keeps f inside weft__park() (which passes through it on
+     * the way out) while we read its wait and call its unlink. */
+    struct weft__worker *w = weft__worker();
+    weft__lock(w, &f->wait_lock);
+    if (atomic_load(&f->state) == WEFT__F_PARKED && !f->wait.uncancellable) {
         if (!f->wait.unlink || f->wait.unlink(f))
             weft__wake(f, -ECANCELED);
     }
+    weft__unlock(w, &f->wait_lock);
 }
 
 int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg,
@@ -216,18 +400,19 @@ int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *a
 {
     struct weft_rt *rt = w->rt;
     struct weft__fiber *f;
-    int err = weft__fiber_new(rt, &f, attr);
+    int err = weft__fiber_new(w, &f, attr);
     if (err)
         return err;
     f->fn = (weft_fn)fn;
     f->arg = arg;
-    f->flags |= flags;
-    if (rt->shutting_down)
-        f->flags |= WEFT__FL_CANCELLED;
+    if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed))
+        flags |= WEFT__FL_CANCELLED;
+    atomic_store_explicit(&f->flags, atomic_load_explicit(&f->flags, memory_order_relaxed) | flags,
+                          memory_order_relaxed);
     atomic_store_explicit(&w->n_spawned,
                           atomic_load_explicit(&w->n_spawned, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    f->state = WEFT__F_RUNNABLE;
+    atomic_store_explicit(&f->state, WEFT__F_RUNNABLE, memory_order_relaxed);
     weft__rq_push(w, f);
     if (out)
         *out = f;
@@ -265,11 +450,22 @@ int weft_spawn(weft_fiber **fp, const weft_attr *attr, weft_fn fn, void *arg)
 static bool join_unlink(struct weft__fiber *self)
 {
     struct weft__fiber *target = self->wait_data;
-    if (target && target->joiner == self) {
+    struct weft__worker *w = self->w;
+    bool removed = false;
+    weft__lock(w, &target->lock);
+    /* Once the target is DONE its exit owns our wake-up. */
+    if (target->joiner == self &&
+        atomic_load_explicit(&target->state, memory_order_relaxed) != WEFT__F_DONE) {
         target->joiner = NULL;
-        return true;
+        removed = true;
     }
-    return false;
+    weft__unlock(w, &target->lock);
+    return removed;
+}
+
+static inline uint8_t flags_of(const struct weft__fiber *f)
+{
+    return atomic_load_explicit(&f->flags, memory_order_relaxed);
 }
 
 int weft_join(weft_fiber *h, void **result, int64_t deadline)
@@ -283,9 +479,12 @@ int weft_join(weft_fiber *h, void **result, int64_t deadline)
         return -ESRCH;
     if (f == self)
         return -EDEADLK;
-    if ((f->flags & WEFT__FL_DETACHED) || f->joiner)
+    weft__lock(w, &f->lock);
+    if ((flags_of(f) & WEFT__FL_DETACHED) || f->joiner) {
+        weft__unlock(w, &f->lock);
         return -EINVAL;
-    if (f->state != WEFT__F_DONE) {
+    }
+    if (atomic_load_explicit(&f->state, memory_order_acquire) != WEFT__F_DONE) {
         /* The joiner stays recorded until it has collected the result, so
          * nobody else can join or detach f in between. */
         f->joiner = self;
@@ -293,14 +492,18 @@ int weft_join(weft_fiber *h, void **result, int64_t deadline)
         self->wait.obj = f;
         self->wait.unlink = join_unlink;
         self->wait_data = f;
-        int r = weft__park(w, self, deadline, NULL);
+        int r = weft__park(w, self, deadline, &f->lock);
+        w = self->w;
         if (r < 0)
             return r;
-        weft__must(f->state == WEFT__F_DONE, "join woken before the fiber finished");
+        weft__must(atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__F_DONE,
+                   "join woken before the fiber finished");
+    } else {
+        weft__unlock(w, &f->lock);
     }
     if (result)
         *result = f->result;
-    weft__fiber_free(w->rt, f);
+    weft__fiber_free(w, f);
     return 0;
 }
 
@@ -312,12 +515,18 @@ int weft_detach(weft_fiber *h)
     struct weft__fiber *f = weft__fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
-    if ((f->flags & WEFT__FL_DETACHED) || f->joiner)
+    weft__lock(w, &f->lock);
+    if ((flags_of(f) & WEFT__FL_DETACHED) || f->joiner) {
+        weft__unlock(w, &f->lock);
         return -EINVAL;
-    if (f->state == WEFT__F_DONE)
-        weft__fiber_free(w->rt, f);
-    else
-        f->flags |= WEFT__FL_DETACHED;
+    }
+    if (atomic_load_explicit(&f->state, memory_order_acquire) == WEFT__F_DONE) {
+        weft__unlock(w, &f->lock);
+        weft__fiber_free(w, f);
+        return 0;
+    }
+    atomic_fetch_or_explicit(&f->flags, WEFT__FL_DETACHED, memory_order_relaxed);
+    weft__unlock(w, &f->lock);
     return 0;
 }
 

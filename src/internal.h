@@ -88,10 +88,14 @@ struct weft__fiber {
     weft__fctx ctx;                 /* saved context while not running */
     struct weft__fiber *next;       /* run queue link */
     struct weft__worker *w;         /* worker it last ran on */
-    uint8_t state;                  /* enum weft__fstate */
-    uint8_t flags;                  /* enum weft__fflag */
-    uint16_t reserved_;
+    _Atomic uint8_t state;          /* enum weft__fstate */
+    _Atomic uint8_t flags;          /* enum weft__fflag */
+    _Atomic uint8_t on_cpu;         /* several workers: its stack is still in use */
+    uint8_t reserved_;
     int wake_result;                /* what weft__park() returns */
+    int saved_errno;                /* errno across switches (several workers) */
+    struct weft__worker *home;      /* pinned fibers: the worker they stay on */
+    struct weft__worker *timer_w;   /* whose wheel timer is armed on */
     const uint64_t *canary;         /* non-NULL: an unguarded stack's canary word */
     union { weft_fn fn; void (*vfn)(void *); };
     void *arg;
@@ -99,6 +103,7 @@ struct weft__fiber {
     struct weft__stack *stack;
     struct weft__fiber *joiner;     /* the fiber in weft_join() on this one */
     weft__lockword lock;            /* multi-worker: guards joiner, DETACHED and exit */
+    weft__lockword wait_lock;       /* multi-worker: a canceller inside wait.unlink holds it */
     struct weft__timer timer;       /* deadline of the current wait */
     struct weft__wait wait;
     void *wait_data;                /* free for the blocking call's own use */
@@ -110,6 +115,9 @@ struct weft__fiber {
 };
 
 /* ----------------------------------------------------------------- workers */
+
+#define WEFT__RQ_SIZE 256u           /* a worker's stealable ring (several workers) */
+#define WEFT__WORKERS_MAX 1024       /* weft_config.workers above this: -EINVAL */
 
 struct weft__worker {
     struct weft_rt *rt;
@@ -131,6 +139,30 @@ struct weft__worker {
     /* statistics, written by this worker only (relaxed atomics so other
      * threads may read them) */
     _Atomic uint64_t n_switches, n_spawned, n_parks, n_polls;
+    _Atomic uint64_t n_steals, n_sleeps;
+    /* ---- several workers (see sched.c) ---- */
+    unsigned index;
+    pthread_t thread;
+    uint64_t id_next, id_end;       /* this worker's batch of fiber ids */
+    weft__lockword wheel_lock;      /* the wheel: owner and fibers deleting their timers */
+    bool started;                   /* its thread was created */
+    bool inj_first;                 /* the injector's turn came: look there first */
+    unsigned lifo_streak;           /* fibers taken from the LIFO slot in a row */
+    unsigned inj_countdown;         /* switches until the injector's turn */
+    uint32_t rng;                   /* victim choice */
+    struct weft__fiber *_Atomic lifo;      /* the fiber just woken runs next */
+    _Atomic uint32_t rq_h, rq_t;           /* ring [h, t): owner pushes at t, anyone CASes h */
+    struct weft__fiber *_Atomic ring[WEFT__RQ_SIZE];
+    weft__lockword inbox_lock;             /* pinned fibers woken by other workers */
+    struct weft__fiber *inbox_head, *inbox_tail;
+    _Atomic uint32_t inbox_n;
+    _Atomic uint32_t sleeping;      /* 1: asleep (futex word); a waker CASes it to 0 */
+    _Atomic uint32_t ready;         /* its thread is set up (futex word) */
+    _Atomic uint8_t in_reactor;     /* asleep in the reactor rather than on the futex */
+    struct weft__fiber *fcache;     /* free control blocks kept by this worker */
+    size_t nfcache;
+    struct weft__stack *scache[32]; /* free stacks of the default size */
+    size_t nscache;
 };
 
 /* ---------------------------------------------------------------- runtime */
@@ -150,8 +182,13 @@ struct weft__rnode {
 };
 
 struct weft__ftable {
-    struct weft__fiber **blocks;    /* WEFT__FT_BLOCK control blocks each */
-    uint32_t nblocks, cap_blocks;
+    /* WEFT__FT_BLOCK control blocks each. Other workers decode handles
+     * while the table grows, so a grown array is published with release
+     * stores and the old one kept (retired) until the runtime ends. */
+    struct weft__fiber **_Atomic blocks;
+    _Atomic uint32_t nblocks;
+    uint32_t cap_blocks;
+    void *retired;                  /* older block arrays, chained through word 0 */
     struct weft__fiber *free;       /* free list through ->next */
     size_t nfree;
 };
@@ -160,12 +197,24 @@ struct weft__ftable {
 struct weft_rt {
     weft_config cfg;
     struct weft__worker w0;
+    struct weft__worker **ws;        /* every worker, ws[0] == &w0 */
+    unsigned nworkers;
+    bool mt;                         /* nworkers > 1 */
+    bool migrate;                    /* testing: every switch goes through the injector */
     struct weft__ftable ft;
+    weft__lockword ft_lock;          /* several workers: the table's free list and growth */
     struct weft__pool *pools;        /* stack pools, one per stack size */
-    size_t live;                     /* fibers spawned and not yet exited */
+    weft__lockword pool_lock;        /* several workers: the pools */
+    _Atomic size_t live;             /* fibers spawned and not yet exited */
     struct weft__fiber *main;
-    bool shutting_down;
-    uint64_t id_next, id_end;        /* this runtime's batch of fiber ids */
+    _Atomic bool shutting_down;
+    /* several workers: the injector, idle workers, the reactor's owner */
+    weft__lockword inj_lock;
+    struct weft__fiber *inj_head, *inj_tail;
+    _Atomic size_t inj_n;
+    _Atomic int nspinning, nidle;
+    weft__lockword poll_lock;        /* held by the worker polling the shared reactor */
+    _Atomic bool stop;               /* every worker leaves its loop */
     /* weft_post from other threads */
     pthread_mutex_t post_lock;
     struct weft__post *post_head, *post_tail;
@@ -189,18 +238,24 @@ static inline struct weft__fiber *weft__self(struct weft__worker *w)
 }
 
 /* Whether w's run queue is empty (tests: "let everything runnable run"). */
-static inline bool weft__rq_empty(const struct weft__worker *w)
-{
-    return w->rq_head == NULL;
-}
-
+bool weft__rq_empty(const struct weft__worker *w);
 /* Fibers on w's run queue (a walk: for dumps and tests, not hot paths). */
-static inline size_t weft__rq_count(const struct weft__worker *w)
+size_t weft__rq_count(const struct weft__worker *w);
+
+/* Keeps the running fiber on its current worker until weft__unpin()
+ * (several workers; a no-op with one). Returns whether it was pinned
+ * already, for weft__unpin(). */
+static inline bool weft__pin(struct weft__fiber *self)
 {
-    size_t n = 0;
-    for (const struct weft__fiber *f = w->rq_head; f; f = f->next)
-        n += f != &w->sched;
-    return n;
+    bool was = self->home != NULL;
+    if (self->w->mt && !was)
+        self->home = self->w;
+    return was;
+}
+static inline void weft__unpin(struct weft__fiber *self, bool was)
+{
+    if (!was)
+        self->home = NULL;
 }
 
 /* Takes and releases an object's lock when w's runtime has several
@@ -240,7 +295,17 @@ bool weft__wake(struct weft__fiber *f, int result);
 void weft__yield(struct weft__worker *w, struct weft__fiber *self);
 
 /* sched.c */
+/* Queues a runnable fiber on w (w is the calling thread's worker). */
 void weft__rq_push(struct weft__worker *w, struct weft__fiber *f);
+/* Several workers: a fiber made runnable by a thread that may not be one
+ * of rt's workers goes to the injector, and an idle worker is woken. */
+void weft__inject(struct weft_rt *rt, struct weft__fiber *f);
+/* Several workers: work was made runnable; wake an idle worker if none is
+ * looking for work already. */
+void weft__notify(struct weft_rt *rt);
+/* Runs the runtime's extra workers (weft_run) and stops them. */
+int  weft__workers_start(struct weft_rt *rt);
+void weft__workers_join(struct weft_rt *rt);
 int  weft__worker_init(struct weft__worker *w, struct weft_rt *rt);
 void weft__worker_fini(struct weft__worker *w);
 void weft__worker_loop(struct weft__worker *w);
@@ -249,9 +314,11 @@ void weft__fiber_entry(weft__transfer t);
 _Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self);
 
 /* fiber.c */
-int  weft__fiber_new(struct weft_rt *rt, struct weft__fiber **out, const weft_attr *attr);
+int  weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft_attr *attr);
 void weft__fiber_reap(struct weft__worker *w, struct weft__fiber *f);
-void weft__fiber_free(struct weft_rt *rt, struct weft__fiber *f);
+void weft__fiber_free(struct weft__worker *w, struct weft__fiber *f);
+/* Gives a worker's cached control blocks and stacks back (worker exit). */
+void weft__worker_caches_flush(struct weft__worker *w);
 void weft__fiber_cancel(struct weft__fiber *f);
 int  weft__ftable_init(struct weft__ftable *ft);
 void weft__ftable_fini(struct weft__ftable *ft);

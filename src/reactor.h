@@ -51,4 +51,11 @@ void weft__io_ready(struct weft__worker *w, int fd, int events);
  * must stop treating short reads on fd as proof the socket is drained. */
 #define WEFT__IO_URGENT 4
 
+/* io.c: make w's descriptor table now (several workers share worker 0's). */
+int weft__io_init(struct weft__worker *w);
+/* io.c: periodic work of the descriptor table; returns the absolute ns time
+ * at which it next wants to run, INT64_MAX for never. */
+#include <stdint.h>
+int64_t weft__io_tick(struct weft__worker *w, int64_t now);
+
 #endif

@@ -32,6 +32,15 @@ void weft_config_init(weft_config *cfg)
         return;
     memset(cfg, 0, sizeof *cfg);
     cfg->workers = 1;
+    /* Like GOMAXPROCS: the default can be changed without a rebuild (the
+     * test suite runs every suite again with WEFT_WORKERS=2). */
+    const char *env = getenv("WEFT_WORKERS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (*end == 0 && n >= 0 && n <= WEFT__WORKERS_MAX)
+            cfg->workers = (int)n;
+    }
     cfg->stack_size = DEFAULT_STACK;
     cfg->prealloc_fibers = 0;
     cfg->guard = WEFT_GUARD_AUTO;
@@ -79,6 +88,15 @@ void weft__registry_each_locked(void (*fn)(struct weft_rt *rt, void *ctx), void 
 void weft__registry_lock(void) { pthread_mutex_lock(&registry_lock); }
 void weft__registry_unlock(void) { pthread_mutex_unlock(&registry_lock); }
 
+/* One worker blocks in its reactor; several may sleep anywhere. */
+static void wake_for_post(struct weft_rt *rt)
+{
+    if (rt->mt)
+        weft__notify(rt);
+    else
+        rt->w0.rops->wake(rt->w0.reactor);
+}
+
 int weft_post(weft_rt *rt, void (*fn)(void *), void *arg)
 {
     if (!rt || !fn)
@@ -110,7 +128,7 @@ int weft_post(weft_rt *rt, void (*fn)(void *), void *arg)
     /* Wake while still holding the lock: the runtime cannot finish and free
      * its reactor until it has taken this post off the queue. */
     if (was_empty)
-        rt->w0.rops->wake(rt->w0.reactor);
+        wake_for_post(rt);
     pthread_mutex_unlock(&rt->post_lock);
     return 0;
 }
@@ -127,12 +145,14 @@ void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n)
     rt->remote_tail = n;
     atomic_fetch_add_explicit(&rt->post_count, 1, memory_order_relaxed);
     if (was_empty)
-        rt->w0.rops->wake(rt->w0.reactor);
+        wake_for_post(rt);
     pthread_mutex_unlock(&rt->post_lock);
 }
 
+/* Runs on a worker of rt, which takes the fibers posted. */
 void weft__post_drain(struct weft_rt *rt)
 {
+    struct weft__worker *w = weft__worker();
     pthread_mutex_lock(&rt->post_lock);
     struct weft__post *p = rt->post_head;
     struct weft__rnode *r = rt->remote_head;
@@ -147,7 +167,7 @@ void weft__post_drain(struct weft_rt *rt)
     }
     while (p) {
         struct weft__post *next = p->next;
-        int err = weft__spawn(&rt->w0, NULL, (void *)p->fn, p->arg,
+        int err = weft__spawn(w, NULL, (void *)p->fn, p->arg,
                               WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
         if (err) {
             /* Out of memory: keep the rest for the next pass, in order. */
@@ -204,8 +224,8 @@ static int check_config(weft_config *c)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = n > 0 ? (int)n : 1;
     }
-    if (c->workers != 1)
-        return -ENOTSUP;
+    if (c->workers > WEFT__WORKERS_MAX)
+        return -EINVAL;
     if (c->stack_size == 0)
         c->stack_size = DEFAULT_STACK;
     c->stack_size = weft__stack_round(c->stack_size);
@@ -227,9 +247,38 @@ static void apply_test_env(void)
         weft__stack_force_guard(WEFT__GK_CANARY);
 }
 
+/* The worker table; workers other than w0 get their own cache lines. */
+static int workers_alloc(struct weft_rt *rt)
+{
+    rt->ws = weft__calloc(rt->nworkers, sizeof *rt->ws);
+    if (!rt->ws)
+        return -ENOMEM;
+    rt->ws[0] = &rt->w0;
+    for (unsigned i = 1; i < rt->nworkers; i++) {
+        size_t size = (sizeof(struct weft__worker) + 63) & ~(size_t)63;
+        struct weft__worker *w = WEFT__FI(WEFT__FS_MALLOC, NULL, aligned_alloc(64, size));
+        if (!w)
+            return -ENOMEM;
+        int err = weft__worker_init(w, rt);
+        w->index = i;
+        rt->ws[i] = w;
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
 static void rt_free(struct weft_rt *rt)
 {
+    for (unsigned i = 1; rt->ws && i < rt->nworkers; i++)
+        if (rt->ws[i]) {
+            weft__worker_caches_flush(rt->ws[i]);
+            weft__worker_fini(rt->ws[i]);
+            free(rt->ws[i]);
+        }
+    weft__worker_caches_flush(&rt->w0);
     weft__worker_fini(&rt->w0);
+    free(rt->ws);
     while (rt->pools) {
         struct weft__pool *p = rt->pools;
         rt->pools = p->next;
@@ -266,10 +315,15 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     if (!rt)
         return -ENOMEM;
     rt->cfg = c;
+    rt->nworkers = (unsigned)c.workers;
+    rt->mt = rt->nworkers > 1;
+    const char *mig = getenv("WEFT_TEST_MIGRATE");
+    rt->migrate = rt->mt && mig && strcmp(mig, "1") == 0;
     pthread_mutex_init(&rt->post_lock, NULL);
     weft__ftable_init(&rt->ft);
     if ((err = weft__pool_new(&rt->pools, c.stack_size, c.guard, c.stack_high_water)) != 0 ||
         (err = weft__worker_init(&rt->w0, rt)) != 0 ||
+        (err = workers_alloc(rt)) != 0 ||
         (err = weft__ftable_reserve(&rt->ft, c.prealloc_fibers)) != 0 ||
         (err = weft__pool_reserve(rt->pools, c.prealloc_fibers)) != 0) {
         rt_free(rt);
@@ -298,8 +352,18 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
                         WEFT__FL_DETACHED | WEFT__FL_VOIDFN, &d) == 0)
             strcpy(d->name, "weft: SIGQUIT dump");
     }
+    /* Registered first: another worker may start main at once. */
     weft__registry_add(rt);
+    if ((err = weft__workers_start(rt)) != 0) {
+        /* main never ran: take it back down by hand. */
+        weft__registry_remove(rt);
+        weft__worker_set(NULL);
+        weft__fault_uninstall();
+        rt_free(rt);
+        return err;
+    }
     weft__worker_loop(w);
+    weft__workers_join(rt);
     weft__registry_remove(rt);
     weft__worker_set(NULL);
     weft__fault_uninstall();

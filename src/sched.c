@@ -1,4 +1,4 @@
-/* sched.c - the worker: run queue, context switches, parking and waking,
+/* sched.c - the worker: run queues, context switches, parking and waking,
  * and the scheduler loop that runs timers and blocks in the reactor.
  *
  * A switch goes straight from one fiber to the next: the fiber that yields
@@ -23,15 +23,48 @@
  * while it is still running). The resumed side also learns its worker from
  * the fiber that jumped to it, never from a thread-local cached before the
  * jump: after a blocking call a fiber may be running on another thread.
+ *
+ * Several workers (rt->mt). Each worker has a bounded ring of runnable
+ * fibers that only it pushes to and that any worker may take from (Go's
+ * runq: the owner publishes the tail, takers CAS the head), a LIFO slot
+ * for the fiber it just woke (it runs next, while its data is in cache),
+ * and a pinned fiber is never stolen (a stealer takes only the unpinned
+ * fibers at the head of a ring) and comes back to its worker through that
+ * worker's inbox when another wakes it. Fibers made runnable by threads
+ * that are not workers go to the runtime's injector, a locked list that
+ * every worker looks at when its own queues are empty and, so nothing
+ * starves, every INJECTOR_TICKS switches. An idle worker spins a little
+ * stealing half of a random peer's ring, then sleeps: exactly one idle
+ * worker blocks in the shared reactor (whoever holds poll_lock), the
+ * others on a futex. Making work runnable calls weft__notify(), which wakes one
+ * sleeper unless a worker is spinning. The lost-wake-up argument is the
+ * usual Dekker pair: a sleeper stores sleeping = 1 and then (seq_cst)
+ * looks at every queue once more; a notifier pushes and then (seq_cst)
+ * looks at sleeping. One of them sees the other.
+ *
+ * A fiber woken on another worker may be taken by a third before the
+ * worker it parked on has finished switching away from its stack. on_cpu
+ * closes that gap: it is set while the fiber's stack is in use and cleared
+ * (release) by the context that runs after it, once the saved context is
+ * stored; whoever resumes a fiber first waits (acquire) for on_cpu == 0,
+ * which takes a few nanoseconds at most.
  */
 #include "internal.h"
 
+#include <linux/futex.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #define BUDGET      64
 #define IO_INTERVAL 1000000      /* ns: longest a busy worker goes without looking at I/O */
 #define TRIM_INTERVAL 1000000000 /* ns: stack pool trim period */
+#define INJECTOR_TICKS 61        /* switches between looks at the injector (several workers) */
+#define LIFO_MAX    16           /* LIFO-slot fibers in a row before the ring gets a turn */
+#define SPIN_ROUNDS 4            /* steal rounds an idle worker tries before it sleeps */
 
 static __thread struct weft__worker *tls_worker
 #if defined(__GNUC__) && !defined(_WIN32)
@@ -43,13 +76,35 @@ __attribute__((noinline)) struct weft__worker *weft__worker(void) { return tls_w
 
 void weft__worker_set(struct weft__worker *w) { tls_worker = w; }
 
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, (uint32_t *)addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
 static inline void count(_Atomic uint64_t *c)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 }
 
-void weft__rq_push(struct weft__worker *w, struct weft__fiber *f)
+#define RLX memory_order_relaxed
+#define ACQ memory_order_acquire
+#define REL memory_order_release
+#define SEQ memory_order_seq_cst
+
+static inline uint8_t state_of(const struct weft__fiber *f)
+{
+    return atomic_load_explicit(&f->state, RLX);
+}
+
+static inline void set_state(struct weft__fiber *f, uint8_t s)
+{
+    atomic_store_explicit(&f->state, s, RLX);
+}
+
+/* ------------------------------------------------ one worker: a plain list */
+
+static inline void list_push(struct weft__worker *w, struct weft__fiber *f)
 {
     f->next = NULL;
     if (w->rq_tail)
@@ -59,7 +114,7 @@ void weft__rq_push(struct weft__worker *w, struct weft__fiber *f)
     w->rq_tail = f;
 }
 
-static inline struct weft__fiber *rq_pop(struct weft__worker *w)
+static inline struct weft__fiber *list_pop(struct weft__worker *w)
 {
     struct weft__fiber *f = w->rq_head;
     if (f) {
@@ -70,13 +125,262 @@ static inline struct weft__fiber *rq_pop(struct weft__worker *w)
     return f;
 }
 
+/* --------------------------------------------- several workers: the queues */
+
+
+static void inj_push_list(struct weft_rt *rt, struct weft__fiber *head, struct weft__fiber *tail,
+                          size_t n)
+{
+    tail->next = NULL;
+    weft__spin_lock(&rt->inj_lock);
+    if (rt->inj_tail)
+        rt->inj_tail->next = head;
+    else
+        rt->inj_head = head;
+    rt->inj_tail = tail;
+    atomic_fetch_add_explicit(&rt->inj_n, n, SEQ);
+    weft__spin_unlock(&rt->inj_lock);
+}
+
+static void inbox_push(struct weft__worker *home, struct weft__fiber *f);
+
+/* The injector's head for w; a pinned fiber found there (a ring overflow
+ * put it there) is passed on to its own worker. */
+static struct weft__fiber *inj_pop(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    for (;;) {
+        if (atomic_load_explicit(&rt->inj_n, RLX) == 0)
+            return NULL;
+        weft__spin_lock(&rt->inj_lock);
+        struct weft__fiber *f = rt->inj_head;
+        if (f) {
+            rt->inj_head = f->next;
+            if (!rt->inj_head)
+                rt->inj_tail = NULL;
+            atomic_fetch_sub_explicit(&rt->inj_n, 1, RLX);
+        }
+        weft__spin_unlock(&rt->inj_lock);
+        if (!f || !f->home || f->home == w)
+            return f;
+        inbox_push(f->home, f);
+    }
+}
+
+void weft__inject(struct weft_rt *rt, struct weft__fiber *f)
+{
+    inj_push_list(rt, f, f, 1);
+    weft__notify(rt);
+}
+
+/* The ring is full: half of it, and f, move to the injector (Go's
+ * runqputslow). false: a taker got in the way; try the ring again. */
+static bool ring_overflow(struct weft__worker *w, struct weft__fiber *f, uint32_t h, uint32_t t)
+{
+    uint32_t n = (t - h) / 2;
+    struct weft__fiber *batch[WEFT__RQ_SIZE / 2];
+    for (uint32_t i = 0; i < n; i++)
+        batch[i] = atomic_load_explicit(&w->ring[(h + i) % WEFT__RQ_SIZE], RLX);
+    if (!atomic_compare_exchange_strong_explicit(&w->rq_h, &h, h + n, SEQ, RLX))
+        return false;
+    for (uint32_t i = 0; i + 1 < n; i++)
+        batch[i]->next = batch[i + 1];
+    batch[n - 1]->next = f;
+    inj_push_list(w->rt, batch[0], f, n + 1);
+    return true;
+}
+
+static void ring_push(struct weft__worker *w, struct weft__fiber *f)
+{
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&w->rq_h, ACQ);
+        uint32_t t = atomic_load_explicit(&w->rq_t, RLX);
+        if (t - h < WEFT__RQ_SIZE) {
+            atomic_store_explicit(&w->ring[t % WEFT__RQ_SIZE], f, RLX);
+            atomic_store_explicit(&w->rq_t, t + 1, REL);
+            return;
+        }
+        if (ring_overflow(w, f, h, t))
+            return;
+    }
+}
+
+static struct weft__fiber *ring_pop(struct weft__worker *w)
+{
+    uint32_t h = atomic_load_explicit(&w->rq_h, ACQ);
+    for (;;) {
+        uint32_t t = atomic_load_explicit(&w->rq_t, RLX);
+        if (t == h)
+            return NULL;
+        struct weft__fiber *f = atomic_load_explicit(&w->ring[h % WEFT__RQ_SIZE], RLX);
+        if (atomic_compare_exchange_weak_explicit(&w->rq_h, &h, h + 1, SEQ, ACQ))
+            return f;
+    }
+}
+
+/* Takes half of v's ring into w's (Go's runqgrab + runqsteal); returns one
+ * of the taken fibers to run now, or NULL. Only w's owner calls it, and w's
+ * ring is empty then. */
+static struct weft__fiber *steal_from(struct weft__worker *w, struct weft__worker *v)
+{
+    uint32_t wt = atomic_load_explicit(&w->rq_t, RLX);
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&v->rq_h, ACQ);
+        uint32_t t = atomic_load_explicit(&v->rq_t, ACQ);
+        uint32_t n = t - h;
+        n -= n / 2;
+        if (n == 0) {
+            /* Nothing in the ring: the victim's LIFO slot, unless pinned. */
+            struct weft__fiber *f = atomic_load_explicit(&v->lifo, ACQ);
+            if (f && !f->home &&
+                atomic_compare_exchange_strong_explicit(&v->lifo, &f, NULL, SEQ, RLX))
+                return f;
+            return NULL;
+        }
+        if (n > WEFT__RQ_SIZE / 2)
+            continue;               /* h and t read at different times */
+        /* Only the run of unpinned fibers at the head: a pinned fiber stays
+         * where it is, in its place in its worker's order. */
+        uint32_t k = 0;
+        for (; k < n; k++) {
+            struct weft__fiber *f = atomic_load_explicit(&v->ring[(h + k) % WEFT__RQ_SIZE], RLX);
+            if (f->home)
+                break;
+            atomic_store_explicit(&w->ring[(wt + k) % WEFT__RQ_SIZE], f, RLX);
+        }
+        if ((n = k) == 0)
+            return NULL;
+        if (!atomic_compare_exchange_strong_explicit(&v->rq_h, &h, h + n, SEQ, RLX))
+            continue;
+        struct weft__fiber *run = atomic_load_explicit(&w->ring[(wt + n - 1) % WEFT__RQ_SIZE], RLX);
+        if (n > 1)
+            atomic_store_explicit(&w->rq_t, wt + n - 1, REL);
+        count(&w->n_steals);
+        return run;
+    }
+}
+
+/* A pinned fiber woken by another worker: its own worker takes it from
+ * the inbox at its next pass through the scheduler. */
+static bool wake_worker(struct weft__worker *v);
+
+static void inbox_push(struct weft__worker *home, struct weft__fiber *f)
+{
+    f->next = NULL;
+    weft__spin_lock(&home->inbox_lock);
+    if (home->inbox_tail)
+        home->inbox_tail->next = f;
+    else
+        home->inbox_head = f;
+    home->inbox_tail = f;
+    atomic_fetch_add_explicit(&home->inbox_n, 1, SEQ);
+    weft__spin_unlock(&home->inbox_lock);
+    wake_worker(home);
+}
+
+static void inbox_drain(struct weft__worker *w)
+{
+    if (atomic_load_explicit(&w->inbox_n, RLX) == 0)
+        return;
+    weft__spin_lock(&w->inbox_lock);
+    struct weft__fiber *f = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    atomic_store_explicit(&w->inbox_n, 0, RLX);
+    weft__spin_unlock(&w->inbox_lock);
+    while (f) {
+        struct weft__fiber *next = f->next;
+        ring_push(w, f);
+        f = next;
+    }
+}
+
+/* Queues f on w, the calling thread's worker. how: 0 the tail (a yield, a
+ * spawn), 1 the LIFO slot (a wake-up). */
+static void mt_push(struct weft__worker *w, struct weft__fiber *f, int how)
+{
+    if (weft__unlikely(f->home != NULL && f->home != w)) {
+        inbox_push(f->home, f);
+        return;
+    }
+    if (weft__unlikely(w->rt->migrate) && !f->home) {
+        weft__inject(w->rt, f);
+        return;
+    }
+    if (how) {
+        f = atomic_exchange_explicit(&w->lifo, f, RLX);
+        if (!f)
+            goto out;
+    }
+    ring_push(w, f);
+out:
+    if (atomic_load_explicit(&w->rt->nidle, SEQ) > 0)
+        weft__notify(w->rt);
+}
+
+/* The next fiber w should run, from its own queues only. */
+static struct weft__fiber *mt_pop(struct weft__worker *w)
+{
+    struct weft__fiber *f;
+    if (w->lifo_streak < LIFO_MAX && (f = atomic_load_explicit(&w->lifo, RLX)) != NULL &&
+        (f = atomic_exchange_explicit(&w->lifo, NULL, ACQ)) != NULL) {
+        w->lifo_streak++;
+        return f;
+    }
+    w->lifo_streak = 0;
+    if ((f = ring_pop(w)) != NULL)
+        return f;
+    return atomic_exchange_explicit(&w->lifo, NULL, ACQ);
+}
+
+static bool mt_has_local(const struct weft__worker *w)
+{
+    return atomic_load_explicit(&w->rq_t, ACQ) != atomic_load_explicit(&w->rq_h, ACQ) ||
+           atomic_load_explicit(&w->lifo, ACQ) != NULL;
+}
+
+void weft__rq_push(struct weft__worker *w, struct weft__fiber *f)
+{
+    if (w->mt)
+        mt_push(w, f, 0);
+    else
+        list_push(w, f);
+}
+
+static inline struct weft__fiber *rq_pop(struct weft__worker *w)
+{
+    return w->mt ? mt_pop(w) : list_pop(w);
+}
+
+bool weft__rq_empty(const struct weft__worker *w)
+{
+    return w->mt ? !mt_has_local(w) : w->rq_head == NULL;
+}
+
+size_t weft__rq_count(const struct weft__worker *w)
+{
+    size_t n = 0;
+    if (w->mt) {
+        n = atomic_load_explicit(&w->rq_t, RLX) - atomic_load_explicit(&w->rq_h, RLX);
+        return n + (atomic_load_explicit(&w->lifo, RLX) != NULL);
+    }
+    for (const struct weft__fiber *f = w->rq_head; f; f = f->next)
+        n += f != &w->sched;
+    return n;
+}
+
+/* ------------------------------------------------------------ switching */
+
 static inline void after_switch(weft__transfer t)
 {
     struct weft__fiber *prev = t.data;
-    if (weft__unlikely(prev->state == WEFT__F_EXITING))
+    if (weft__unlikely(state_of(prev) == WEFT__F_EXITING)) {
+        atomic_store_explicit(&prev->on_cpu, 0, RLX);   /* the block will be reused */
         weft__fiber_reap(prev->w, prev);
-    else
+    } else {
         prev->ctx = t.fctx;
+        if (prev->w->mt)
+            atomic_store_explicit(&prev->on_cpu, 0, REL);
+    }
 }
 
 /* The one call site of the context switch (see arch/fcontext.h). The empty
@@ -97,17 +401,31 @@ __attribute__((noinline)) WEFT__NO_TSAN static weft__transfer switch_ctx(weft__f
     return t;
 }
 
+/* Several workers: wait until to's previous worker has left its stack. */
+static inline void mt_claim(struct weft__fiber *from, struct weft__fiber *to)
+{
+    while (atomic_load_explicit(&to->on_cpu, ACQ))
+        weft__cpu_relax();
+    atomic_store_explicit(&to->on_cpu, 1, RLX);
+    from->saved_errno = errno;
+}
+
 static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct weft__fiber *to)
 {
     if (weft__unlikely(from->canary != NULL) && *from->canary != WEFT__CANARY)
         weft__overflow_report(from, "its stack canary was overwritten");
+    bool mt = w->mt;
+    if (mt)
+        mt_claim(from, to);
     to->w = w;
     w->current = to;
     count(&w->n_switches);
-    weft__san_before_jump(&from->san, &to->san, from->state == WEFT__F_EXITING);
+    weft__san_before_jump(&from->san, &to->san, state_of(from) == WEFT__F_EXITING);
     weft__transfer t = switch_ctx(to->ctx, from, &to->san);
     weft__san_after_jump(&from->san);
     after_switch(t);
+    if (mt)
+        errno = from->saved_errno;
 }
 
 static int64_t next_timer_ns(const struct weft__worker *w)
@@ -125,17 +443,46 @@ static bool sched_due(struct weft__worker *w)
     return w->due_entry = weft__clock() >= w->next_check;
 }
 
+/* Every INJECTOR_TICKS switches: is it the injector's turn? */
+static inline bool inj_turn(struct weft__worker *w)
+{
+    if (weft__likely(--w->inj_countdown != 0))
+        return false;
+    w->inj_countdown = INJECTOR_TICKS;
+    return w->inj_first = atomic_load_explicit(&w->rt->inj_n, RLX) != 0;
+}
+
+static void mt_switch_away(struct weft__worker *w, struct weft__fiber *self)
+{
+    struct weft__fiber *next = NULL;
+    if ((weft__likely(--w->budget != 0) || !sched_due(w)) && !inj_turn(w))
+        next = mt_pop(w);
+    if (!next) {
+        next = &w->sched;
+    } else if (next == self) {
+        set_state(self, WEFT__F_RUNNING);
+        return;
+    } else {
+        set_state(next, WEFT__F_RUNNING);
+    }
+    jump(w, self, next);
+}
+
 void weft__switch_away(struct weft__worker *w, struct weft__fiber *self)
 {
+    if (w->mt) {
+        mt_switch_away(w, self);
+        return;
+    }
     struct weft__fiber *next;
     if (weft__likely(w->rq_head != NULL) &&
         (weft__likely(--w->budget != 0) || !sched_due(w))) {
-        next = rq_pop(w);
+        next = list_pop(w);
         if (next == self) {
-            self->state = WEFT__F_RUNNING;
+            set_state(self, WEFT__F_RUNNING);
             return;
         }
-        next->state = WEFT__F_RUNNING;
+        set_state(next, WEFT__F_RUNNING);
     } else {
         next = &w->sched;
     }
@@ -144,7 +491,7 @@ void weft__switch_away(struct weft__worker *w, struct weft__fiber *self)
 
 void weft__yield(struct weft__worker *w, struct weft__fiber *self)
 {
-    self->state = WEFT__F_RUNNABLE;
+    set_state(self, WEFT__F_RUNNABLE);
     weft__rq_push(w, self);
     weft__switch_away(w, self);
 }
@@ -158,37 +505,87 @@ void weft_yield(void)
         weft__yield(w, w->current);
 }
 
+/* ------------------------------------------------------- parking, waking */
+
+static void timer_arm(struct weft__worker *w, struct weft__fiber *self, int64_t deadline)
+{
+    weft__lock(w, &w->wheel_lock);
+    weft__wheel_add(&w->wheel, &self->timer, weft__tick_of_deadline(w, deadline));
+    weft__unlock(w, &w->wheel_lock);
+    self->timer_w = w;
+    if (deadline < w->next_check)
+        w->next_check = deadline;
+}
+
+/* A woken fiber disarms its own deadline, on whatever worker it resumed:
+ * the wheel's owner may be firing it at this moment, hence the lock (and
+ * the timer callback's check that the fiber is still parked). */
+static void timer_disarm(struct weft__fiber *self)
+{
+    struct weft__worker *tw = self->timer_w;
+    self->timer_w = NULL;
+    weft__lock(tw, &tw->wheel_lock);
+    if (weft__timer_armed(&self->timer))
+        weft__wheel_del(&tw->wheel, &self->timer);
+    weft__unlock(tw, &tw->wheel_lock);
+}
+
+static inline bool cancelled(const struct weft__fiber *f)
+{
+    return (atomic_load_explicit(&f->flags, SEQ) & WEFT__FL_CANCELLED) != 0;
+}
+
 int weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadline,
                weft__lockword *lock)
 {
     int r;
-    if (lock)
-        weft__unlock(w, lock);
-    if ((self->flags & WEFT__FL_CANCELLED) && !self->wait.uncancellable) {
-        r = -ECANCELED;
-        goto unlink;
-    }
-    if (deadline != WEFT_FOREVER) {
-        int64_t now = weft__clock();
-        if (deadline <= now) {
-            r = -ETIMEDOUT;
-            goto unlink;
-        }
-        weft__wheel_add(&w->wheel, &self->timer, weft__tick_of_deadline(w, deadline));
-        if (deadline < w->next_check)
-            w->next_check = deadline;
-    }
     self->wait.deadline = deadline;
     self->wait.since = w->now;
-    self->state = WEFT__F_PARKED;
+    /* Parked before the lock goes: a waker needs the lock to find us. */
+    atomic_store_explicit(&self->state, WEFT__F_PARKED, w->mt ? SEQ : RLX);
+    if (lock)
+        weft__unlock(w, lock);
+    if (cancelled(self) && !self->wait.uncancellable) {
+        r = -ECANCELED;
+        goto own;
+    }
+    if (deadline != WEFT_FOREVER) {
+        if (deadline <= weft__clock()) {
+            r = -ETIMEDOUT;
+            goto own;
+        }
+        timer_arm(w, self, deadline);
+    }
     count(&w->n_parks);
     weft__switch_away(w, self);
     r = self->wake_result;
     goto out;
-unlink:
-    if (self->wait.unlink)
-        self->wait.unlink(self);
+own:
+    /* End the wait ourselves, unless a waker already owns it: then it has
+     * made us runnable (or is about to) and we must leave the CPU for it. */
+    if (self->wait.unlink && !self->wait.unlink(self)) {
+        weft__switch_away(w, self);
+        r = self->wake_result;
+        goto out;
+    }
+    {
+        uint8_t parked = WEFT__F_PARKED;
+        if (!atomic_compare_exchange_strong_explicit(&self->state, &parked, WEFT__F_RUNNING,
+                                                     SEQ, RLX)) {
+            /* A cancellation without unlink won the fiber (a sleep). */
+            weft__switch_away(w, self);
+            r = self->wake_result;
+            goto out;
+        }
+    }
 out:
+    if (self->timer_w)
+        timer_disarm(self);     /* waits out a timer callback still at work */
+    if (self->w->mt) {
+        /* ... and a canceller still inside our unlink (see fiber_cancel). */
+        weft__spin_lock(&self->wait_lock);
+        weft__spin_unlock(&self->wait_lock);
+    }
     self->wait.kind = WEFT__W_NONE;
     self->wait.unlink = NULL;
     self->wait.uncancellable = 0;
@@ -197,21 +594,31 @@ out:
 
 bool weft__wake(struct weft__fiber *f, int result)
 {
-    if (f->state != WEFT__F_PARKED)
+    struct weft__worker *fw = f->w;
+    if (!fw->mt) {
+        if (state_of(f) != WEFT__F_PARKED)
+            return false;
+        f->wake_result = result;
+        set_state(f, WEFT__F_RUNNABLE);
+        list_push(fw, f);
+        return true;
+    }
+    uint8_t parked = WEFT__F_PARKED;
+    if (!atomic_compare_exchange_strong_explicit(&f->state, &parked, WEFT__F_RUNNABLE, SEQ, RLX))
         return false;
-    struct weft__worker *w = f->w;
-    if (weft__timer_armed(&f->timer))
-        weft__wheel_del(&w->wheel, &f->timer);
     f->wake_result = result;
-    f->state = WEFT__F_RUNNABLE;
-    weft__rq_push(w, f);
+    struct weft__worker *w = weft__worker();
+    if (w && w->rt == fw->rt)
+        mt_push(w, f, 1);
+    else
+        weft__inject(fw->rt, f);
     return true;
 }
 
 void weft__fiber_timeout(struct weft__timer *t)
 {
     struct weft__fiber *f = weft__container_of(t, struct weft__fiber, timer);
-    if (f->state != WEFT__F_PARKED)
+    if (state_of(f) != WEFT__F_PARKED)
         return;
     if (!f->wait.unlink || f->wait.unlink(f))
         weft__wake(f, -ETIMEDOUT);
@@ -222,13 +629,14 @@ void weft__fiber_timeout(struct weft__timer *t)
 static void cancel_one(struct weft__fiber *f, void *ctx)
 {
     (void)ctx;
-    if (f->state != WEFT__F_DONE && f->state != WEFT__F_EXITING)
+    uint8_t s = state_of(f);
+    if (s != WEFT__F_DONE && s != WEFT__F_EXITING && s != WEFT__F_FREE)
         weft__fiber_cancel(f);
 }
 
 static void begin_shutdown(struct weft_rt *rt)
 {
-    rt->shutting_down = true;
+    atomic_store(&rt->shutting_down, true);
     weft__fiber_each(rt, cancel_one, NULL);
 }
 
@@ -239,7 +647,7 @@ void weft__fiber_entry(weft__transfer t)
     struct weft__fiber *self = w->current;
     weft__san_after_jump(&self->san);
     after_switch(t);
-    if (self->flags & WEFT__FL_VOIDFN) {
+    if (atomic_load_explicit(&self->flags, RLX) & WEFT__FL_VOIDFN) {
         self->vfn(self->arg);
         self->result = NULL;
     } else {
@@ -251,15 +659,17 @@ void weft__fiber_entry(weft__transfer t)
 _Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self)
 {
     struct weft_rt *rt = w->rt;
-    rt->live--;
-    if (self->joiner)
-        weft__wake(self->joiner, 0);
-    if (self->flags & WEFT__FL_MAIN)
+    if (w->mt)
+        atomic_fetch_sub_explicit(&rt->live, 1, SEQ);
+    else
+        atomic_store_explicit(&rt->live, atomic_load_explicit(&rt->live, RLX) - 1, RLX);
+    if (atomic_load_explicit(&self->flags, RLX) & WEFT__FL_MAIN)
         begin_shutdown(rt);
-    self->state = WEFT__F_EXITING;
+    /* The joiner is woken by weft__fiber_reap(), once this stack is free. */
+    set_state(self, WEFT__F_EXITING);
     struct weft__fiber *next = rq_pop(w);
     if (next)
-        next->state = WEFT__F_RUNNING;
+        set_state(next, WEFT__F_RUNNING);
     else
         next = &w->sched;
     jump(w, self, next);
@@ -272,14 +682,24 @@ int weft__worker_init(struct weft__worker *w, struct weft_rt *rt)
 {
     memset(w, 0, sizeof *w);
     w->rt = rt;
+    w->mt = rt->mt;
     w->sched.state = WEFT__F_SCHED;
     w->sched.w = w;
     strcpy(w->sched.name, "(scheduler)");
     w->current = &w->sched;
     w->budget = BUDGET;
+    w->inj_countdown = INJECTOR_TICKS;
     w->epoch = weft__clock();
     w->now = w->epoch;
+    w->rng = (uint32_t)(uintptr_t)w * 2654435761u | 1;
     weft__wheel_init(&w->wheel, 0);
+    if (rt->mt && w != &rt->w0) {
+        /* One reactor and one descriptor table for the whole runtime. */
+        w->rops = rt->w0.rops;
+        w->reactor = rt->w0.reactor;
+        w->io = rt->w0.io;
+        return 0;
+    }
 
     const struct weft__reactor_ops *ops = &weft__reactor_epoll;
     int which = rt->cfg.reactor;
@@ -291,11 +711,18 @@ int weft__worker_init(struct weft__worker *w, struct weft_rt *rt)
     if (which == WEFT_REACTOR_POLL)
         ops = &weft__reactor_poll;
     w->rops = ops;
-    return ops->open(&w->reactor, w);
+    int err = ops->open(&w->reactor, w);
+    if (err == 0 && rt->mt && (err = weft__io_init(w)) != 0) {
+        ops->close(w->reactor);
+        w->reactor = NULL;
+    }
+    return err;
 }
 
 void weft__worker_fini(struct weft__worker *w)
 {
+    if (w->rt->mt && w != &w->rt->w0)
+        return;     /* the shared reactor and table are worker 0's */
     /* The descriptor table mirrors the reactor's registrations: both go. */
     weft__io_fini(w);
     if (w->reactor)
@@ -306,8 +733,11 @@ void weft__worker_fini(struct weft__worker *w)
 static void run_timers(struct weft__worker *w, int64_t now)
 {
     uint64_t tick = weft__tick_of_now(w, now);
-    if (tick > w->wheel.now)
+    if (tick > w->wheel.now) {
+        weft__lock(w, &w->wheel_lock);
         weft__wheel_advance(&w->wheel, tick);
+        weft__unlock(w, &w->wheel_lock);
+    }
 }
 
 static void poll_reactor(struct weft__worker *w, int timeout_ms)
@@ -326,6 +756,14 @@ static bool pools_trimmable(const struct weft_rt *rt)
     return false;
 }
 
+static void pools_trim(struct weft_rt *rt)
+{
+    weft__lock(&rt->w0, &rt->pool_lock);
+    for (struct weft__pool *p = rt->pools; p; p = p->next)
+        weft__pool_trim(p);
+    weft__unlock(&rt->w0, &rt->pool_lock);
+}
+
 static int ms_until(int64_t when, int64_t now)
 {
     if (when == INT64_MAX)
@@ -336,7 +774,7 @@ static int ms_until(int64_t when, int64_t now)
     return ms > 86400000 ? 86400000 : (int)ms;
 }
 
-void weft__worker_loop(struct weft__worker *w)
+static void st_loop(struct weft__worker *w)
 {
     struct weft_rt *rt = w->rt;
     int64_t next_trim = weft__clock() + TRIM_INTERVAL;
@@ -345,11 +783,11 @@ void weft__worker_loop(struct weft__worker *w)
         int64_t now = weft__clock();
         w->now = now;
         run_timers(w, now);
+        int64_t io_due = weft__io_tick(w, now);
         if (atomic_load_explicit(&rt->post_count, memory_order_relaxed))
             weft__post_drain(rt);
         if (now >= next_trim) {
-            for (struct weft__pool *p = rt->pools; p; p = p->next)
-                weft__pool_trim(p);
+            pools_trim(rt);
             next_trim = now + TRIM_INTERVAL;
         }
         if (w->rq_head) {
@@ -361,20 +799,22 @@ void weft__worker_loop(struct weft__worker *w)
              * and its clients in small, wake-up-bound exchanges), while
              * fibers that keep yielding still let I/O in every round. */
             if (now >= w->next_io && !w->sched_queued) {
-                weft__rq_push(w, &w->sched);
+                list_push(w, &w->sched);
                 w->sched_queued = true;
             }
             int64_t t = next_timer_ns(w);
+            if (io_due < t)
+                t = io_due;
             w->next_check = !w->sched_queued && w->next_io < t ? w->next_io : t;
             if (next_trim < w->next_check)
                 w->next_check = next_trim;
             w->budget = BUDGET;
-            struct weft__fiber *next = rq_pop(w);
+            struct weft__fiber *next = list_pop(w);
             if (next != &w->sched) {
-                next->state = WEFT__F_RUNNING;
+                set_state(next, WEFT__F_RUNNING);
                 w->due_entry = false;
                 jump(w, &w->sched, next);
-                w->sched.state = WEFT__F_SCHED;
+                set_state(&w->sched, WEFT__F_SCHED);
                 if (!w->sched_queued || w->due_entry)
                     continue;
                 /* A switching fiber popped our place in the queue. */
@@ -384,12 +824,286 @@ void weft__worker_loop(struct weft__worker *w)
             w->next_io = weft__clock() + IO_INTERVAL;
             continue;
         }
-        if (rt->live == 0 && weft__post_close(rt))
+        if (atomic_load_explicit(&rt->live, RLX) == 0 && weft__post_close(rt))
             break;
         int64_t until = next_timer_ns(w);
+        if (io_due < until)
+            until = io_due;
         if (pools_trimmable(rt) && next_trim < until)
             until = next_trim;
         poll_reactor(w, ms_until(until, now));
         w->next_io = weft__clock() + IO_INTERVAL;
     }
+}
+
+/* ------------------------------------------- several workers: idling */
+
+/* Wakes v if it sleeps; false if it was awake already. */
+static bool wake_worker(struct weft__worker *v)
+{
+    uint32_t one = 1;
+    atomic_thread_fence(SEQ);
+    if (atomic_load_explicit(&v->sleeping, SEQ) != 1 ||
+        !atomic_compare_exchange_strong_explicit(&v->sleeping, &one, 0, SEQ, RLX))
+        return false;
+    if (atomic_load_explicit(&v->in_reactor, SEQ))
+        v->rops->wake(v->reactor);
+    else
+        futex(&v->sleeping, FUTEX_WAKE, 1, NULL);
+    return true;
+}
+
+/* Wakes one sleeping worker, unless one is spinning (it will find the
+ * work). The caller has just made work visible; the fence orders that
+ * before the loads of nspinning and sleeping (the other half of the pair
+ * described at the top of the file). */
+void weft__notify(struct weft_rt *rt)
+{
+    atomic_thread_fence(SEQ);
+    if (atomic_load_explicit(&rt->nspinning, SEQ) > 0 || atomic_load_explicit(&rt->nidle, SEQ) == 0)
+        return;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        if (wake_worker(rt->ws[i]))
+            return;
+}
+
+static void wake_everyone(struct weft_rt *rt)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct weft__worker *v = rt->ws[i];
+        atomic_store_explicit(&v->sleeping, 0, SEQ);
+        futex(&v->sleeping, FUTEX_WAKE, 1, NULL);
+    }
+    rt->w0.rops->wake(rt->w0.reactor);
+}
+
+/* Anything runnable anywhere that w could take? (the sleeper's re-check) */
+static bool work_visible(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    if (atomic_load_explicit(&rt->inj_n, SEQ) || atomic_load_explicit(&w->inbox_n, SEQ) ||
+        atomic_load_explicit(&rt->post_count, SEQ) || mt_has_local(w) ||
+        atomic_load_explicit(&rt->stop, SEQ))
+        return true;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct weft__worker *v = rt->ws[i];
+        if (v != w && atomic_load_explicit(&v->rq_t, SEQ) != atomic_load_explicit(&v->rq_h, SEQ))
+            return true;
+    }
+    return false;
+}
+
+static inline uint32_t next_rand(struct weft__worker *w)
+{
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 17;
+    w->rng ^= w->rng << 5;
+    return w->rng;
+}
+
+static struct weft__fiber *steal_any(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    unsigned n = rt->nworkers;
+    unsigned start = next_rand(w) % n;
+    for (unsigned k = 0; k < n; k++) {
+        struct weft__worker *v = rt->ws[(start + k) % n];
+        if (v == w)
+            continue;
+        struct weft__fiber *f = steal_from(w, v);
+        if (f)
+            return f;
+    }
+    return NULL;
+}
+
+/* Sleeps until notified or the deadline `until` (ns, INT64_MAX: none). At
+ * most one sleeper blocks in the reactor; it also serves I/O for all. */
+static void mt_sleep(struct weft__worker *w, int64_t until)
+{
+    struct weft_rt *rt = w->rt;
+    bool poller = weft__spin_trylock(&rt->poll_lock);
+    atomic_store_explicit(&w->in_reactor, poller, SEQ);
+    atomic_fetch_add_explicit(&rt->nidle, 1, SEQ);
+    atomic_store_explicit(&w->sleeping, 1, SEQ);
+    atomic_thread_fence(SEQ);
+    if (!work_visible(w)) {
+        count(&w->n_sleeps);
+        int64_t now = weft__clock();
+        if (poller) {
+            poll_reactor(w, ms_until(until, now));
+            w->next_io = weft__clock() + IO_INTERVAL;
+        } else if (until == INT64_MAX) {
+            futex(&w->sleeping, FUTEX_WAIT, 1, NULL);
+        } else if (until > now) {
+            int64_t d = until - now;
+            struct timespec ts = { (time_t)(d / 1000000000), (long)(d % 1000000000) };
+            futex(&w->sleeping, FUTEX_WAIT, 1, &ts);
+        }
+    }
+    /* Retract the sleep; if a notifier claimed it meanwhile (sleeping is
+     * already 0), its wake-up is spent here, which is what it was for. */
+    atomic_store_explicit(&w->sleeping, 0, SEQ);
+    atomic_fetch_sub_explicit(&rt->nidle, 1, SEQ);
+    atomic_store_explicit(&w->in_reactor, 0, RLX);
+    if (poller)
+        weft__spin_unlock(&rt->poll_lock);
+}
+
+/* A non-blocking look at the shared reactor, if nobody else has it. */
+static void mt_poll_now(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    if (!weft__spin_trylock(&rt->poll_lock))
+        return;
+    poll_reactor(w, 0);
+    weft__spin_unlock(&rt->poll_lock);
+    w->next_io = weft__clock() + IO_INTERVAL;
+}
+
+static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
+{
+    struct weft_rt *rt = w->rt;
+    struct weft__fiber *f;
+    if (w->inj_first) {
+        w->inj_first = false;
+        if ((f = inj_pop(w)) != NULL)
+            return f;
+    }
+    if ((f = mt_pop(w)) != NULL)
+        return f;
+    if ((f = inj_pop(w)) != NULL)
+        return f;
+    if (now >= w->next_io) {
+        mt_poll_now(w);
+        if ((f = mt_pop(w)) != NULL)
+            return f;
+    }
+    /* Spin: steal, a bounded number of rounds. */
+    atomic_fetch_add_explicit(&rt->nspinning, 1, SEQ);
+    for (int round = 0; round < SPIN_ROUNDS && !f; round++) {
+        if ((f = steal_any(w)) == NULL && (f = inj_pop(w)) == NULL)
+            weft__cpu_relax();
+    }
+    /* The last spinner to find work wakes another to look for more (Go's
+     * resetspinning), so a burst of work spreads across the workers. */
+    if (atomic_fetch_sub_explicit(&rt->nspinning, 1, SEQ) == 1 && f)
+        weft__notify(rt);
+    return f;
+}
+
+static void mt_loop(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    int64_t next_trim = weft__clock() + TRIM_INTERVAL;
+    w->next_io = 0;
+    for (;;) {
+        int64_t now = weft__clock();
+        w->now = now;
+        run_timers(w, now);
+        int64_t io_due = weft__io_tick(w, now);
+        if (atomic_load_explicit(&rt->post_count, RLX))
+            weft__post_drain(rt);
+        inbox_drain(w);
+        if (w == &rt->w0 && now >= next_trim) {
+            pools_trim(rt);
+            next_trim = now + TRIM_INTERVAL;
+        }
+        if (atomic_load_explicit(&rt->stop, ACQ))
+            break;
+        struct weft__fiber *next = find_work(w, now);
+        if (next) {
+            int64_t t = next_timer_ns(w);
+            if (io_due < t)
+                t = io_due;
+            w->next_check = w->next_io < t ? w->next_io : t;
+            if (w == &rt->w0 && next_trim < w->next_check)
+                w->next_check = next_trim;
+            w->budget = BUDGET;
+            set_state(next, WEFT__F_RUNNING);
+            jump(w, &w->sched, next);
+            set_state(&w->sched, WEFT__F_SCHED);
+            continue;
+        }
+        if (atomic_load_explicit(&rt->live, SEQ) == 0 && weft__post_close(rt)) {
+            atomic_store_explicit(&rt->stop, true, SEQ);
+            wake_everyone(rt);
+            break;
+        }
+        int64_t until = next_timer_ns(w);
+        if (io_due < until)
+            until = io_due;
+        if (w == &rt->w0 && pools_trimmable(rt) && next_trim < until)
+            until = next_trim;
+        mt_sleep(w, until);
+    }
+}
+
+void weft__worker_loop(struct weft__worker *w)
+{
+    if (w->mt)
+        mt_loop(w);
+    else
+        st_loop(w);
+}
+
+static void *worker_main(void *p)
+{
+    struct weft__worker *w = p;
+    weft__san_thread_init(&w->sched.san);
+    weft__fault_install();
+    weft__worker_set(w);
+    /* Set up before main runs: weft_run() waits for this. */
+    atomic_store_explicit(&w->ready, 1, SEQ);
+    futex(&w->ready, FUTEX_WAKE, 1, NULL);
+    weft__worker_loop(w);
+    weft__worker_caches_flush(w);
+    weft__worker_set(NULL);
+    weft__fault_uninstall();
+    return NULL;
+}
+
+int weft__workers_start(struct weft_rt *rt)
+{
+    /* The extra workers start with asynchronous signals blocked, as
+     * helper threads should: a process-directed signal then goes to the
+     * thread that called weft_run() or stays pending for a
+     * weft_signal_wait() (signalfd) on any worker. Faults stay unblocked:
+     * a blocked SIGSEGV would kill without the overflow report. */
+    sigset_t block, old;
+    sigfillset(&block);
+    sigdelset(&block, SIGSEGV);
+    sigdelset(&block, SIGBUS);
+    sigdelset(&block, SIGFPE);
+    sigdelset(&block, SIGILL);
+    sigdelset(&block, SIGABRT);
+    sigdelset(&block, SIGTRAP);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int err = 0;
+    for (unsigned i = 1; i < rt->nworkers && !err; i++) {
+        err = weft__pthread_create(&rt->ws[i]->thread, NULL, worker_main, rt->ws[i]);
+        if (err) {
+            /* Stop the ones that started; weft_run() fails cleanly. */
+            atomic_store_explicit(&rt->stop, true, SEQ);
+            wake_everyone(rt);
+            for (unsigned k = 1; k < i; k++)
+                pthread_join(rt->ws[k]->thread, NULL);
+            break;
+        }
+        rt->ws[i]->started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err)
+        return -err;
+    for (unsigned i = 1; i < rt->nworkers; i++)
+        while (atomic_load_explicit(&rt->ws[i]->ready, SEQ) == 0)
+            futex(&rt->ws[i]->ready, FUTEX_WAIT, 0, NULL);
+    return 0;
+}
+
+void weft__workers_join(struct weft_rt *rt)
+{
+    for (unsigned i = 1; i < rt->nworkers; i++)
+        if (rt->ws[i]->started)
+            pthread_join(rt->ws[i]->thread, NULL);
 }

@@ -35,4 +35,13 @@ static inline int run_suite(Suite *s)
 
 static inline int64_t ms_since(int64_t t0) { return (weft_now() - t0) / 1000000; }
 
+/* The worker count a default runtime gets (WEFT_WORKERS=2 reruns every
+ * suite with two). Checks of single-worker orderings use it. */
+static inline int test_workers(void)
+{
+    weft_config c;
+    weft_config_init(&c);
+    return c.workers;
+}
+
 #endif

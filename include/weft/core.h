@@ -40,7 +40,9 @@ enum weft_reactor {
 
 typedef struct weft_config {
     int    workers;          /* worker OS threads; 1 = single-threaded (default);
-                                0 = one per online CPU */
+                                0 = one per online CPU; at most 1024. With
+                                several, fibers migrate between them (work
+                                stealing) unless spawned pinned */
     size_t stack_size;       /* usable bytes of a pooled stack; default 256 KiB,
                                 rounded up to whole pages */
     size_t prealloc_fibers;  /* stacks + control blocks made up front so that
@@ -66,11 +68,12 @@ WEFT_API void weft_config_init(weft_config *cfg);
  *
  * Fibers still alive when main_fn returns are cancelled (their blocking
  * calls return -ECANCELED, new spawns start cancelled) and then joined.
+ * With several workers the calling thread is worker 0 and the others are
+ * threads weft_run() creates and joins before it returns.
  * Returns 0 once everything has finished and every resource is released, or:
  *  -EINVAL   main_fn is NULL, or a field of cfg is out of range
- *  -ENOTSUP  workers != 1 (the multi-worker scheduler is not built yet)
  *  -EDEADLK  called from inside a fiber (a runtime cannot nest on a worker)
- *  -ENOMEM, -EMFILE, ...  the runtime could not be set up
+ *  -ENOMEM, -EMFILE, -EAGAIN, ...  the runtime could not be set up
  */
 WEFT_API int weft_run(const weft_config *cfg, void (*main_fn)(void *arg), void *arg);
 
@@ -224,6 +227,18 @@ typedef struct weft_stats {
  * fibers run are a consistent-enough snapshot, not an atomic one.
  */
 WEFT_API void weft_stats_get(weft_stats *out);
+
+/** One worker's counters (weft_worker_stats_get). switches, spawned, parks,
+ * steals (fibers taken from other workers), sleeps (times it went idle) and
+ * polls (reactor calls) count since the runtime started; runnable is its
+ * run queue's length now. */
+typedef struct weft_worker_stats {
+    uint64_t runnable, switches, spawned, parks, steals, sleeps, polls;
+} weft_worker_stats;
+
+/** Fills *out for worker `index` (0 .. workers-1) of the calling fiber's
+ * runtime. -EPERM outside a fiber, -EINVAL for a bad index or NULL out. */
+WEFT_API int weft_worker_stats_get(int index, weft_worker_stats *out);
 
 /**
  * weft_dump - write every fiber of the caller's runtime to out: id, name,
