@@ -5,6 +5,11 @@
  * back-off needs no allocation and no lock (it belongs to one retry loop).
  * Delay n is uniform in [d/2, d] with d = min(cap, base << n), computed
  * without overflow: once base << n would pass the cap, d is the cap.
+ *
+ * Multi-worker: nothing here is shared. weft_backoff_wait sleeps through
+ * weft_sleep_until (see time.c) and keeps no worker across it; a fiber
+ * that shares one weft_backoff with fibers of other workers must guard it
+ * with its own mutex, as with any plain struct.
  */
 #include "internal.h"
 

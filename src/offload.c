@@ -13,6 +13,18 @@
  * weft__wake_remote(), whose node is part of the job; it touches nothing
  * of the job afterwards, because the fiber may already have returned.
  *
+ * Multi-worker: the wake must not reach a worker before the fiber is
+ * PARKED. The fiber takes the job's lock word (weft__lock) while the job
+ * is still invisible to helpers (under P.mu), and parks passing it, which
+ * releases it only once the fiber is parked; the helper takes and releases
+ * the same word (weft__spin_lock: it has no worker) before it calls
+ * weft__wake_remote(). With one worker the fiber takes no lock (the only
+ * worker cannot process the wake before the fiber has switched away) and
+ * the helper's lock/unlock finds the word free. The pool itself is
+ * process-wide and entirely under P.mu; P.mu is never taken with a job
+ * lock held, except that the submitting fiber takes its own job's lock
+ * just before releasing P.mu (order: P.mu -> job lock).
+ *
  * Exited helpers are joined by the next thread that starts one, or at
  * process exit (an atexit handler asks idle helpers to leave and joins
  * them, waiting a bounded time for busy ones), so no thread or its memory
@@ -37,6 +49,7 @@ struct job {
     void *result;
     struct weft_rt *rt;
     struct weft__rnode rn;
+    weft__lockword lock;            /* held by the fiber until it is parked */
 };
 
 static struct {
@@ -150,7 +163,10 @@ static void *helper(void *unused)
             P.tail = NULL;
         pthread_mutex_unlock(&P.mu);
         j->result = j->fn(j->arg);
-        /* j belongs to the fiber from here on. */
+        /* Wait until the fiber is parked (it holds j->lock until then); j
+         * belongs to the fiber once the wake is queued. */
+        weft__spin_lock(&j->lock);
+        weft__spin_unlock(&j->lock);
         weft__wake_remote(j->rt, &j->rn);
         pthread_mutex_lock(&P.mu);
     }
@@ -265,15 +281,20 @@ int weft_offload(weft_fn fn, void *arg, void **result)
     }
     size_t ndead;
     pthread_t *dead = take_dead_locked(&ndead);
+    /* No helper can take the job before P.mu is released: lock it now, and
+     * keep it locked until park has marked us parked. Joining exited
+     * helpers waits for the end of threads: that happens after the wait,
+     * with no lock held. */
+    weft__lock(w, &j.lock);
     pthread_mutex_unlock(&P.mu);
-    join_all(dead, ndead);
 
     self->wait.kind = WEFT__W_OFFLOAD;
     self->wait.obj = (const void *)fn;
     self->wait.unlink = NULL;
     self->wait.uncancellable = 1;
-    int r = weft__park(w, self, WEFT_FOREVER, NULL);
+    int r = weft__park(w, self, WEFT_FOREVER, &j.lock);
     weft__must(r == 0, "an offloaded call's fiber was woken early");
+    join_all(dead, ndead);
     if (result)
         *result = j.result;
     return 0;

@@ -6,15 +6,23 @@
  * on the thread stays pending until the signalfd read takes it, so none is
  * lost between the block and the park.
  *
- * The block is reference-counted per signal across waiters (process-wide,
- * under a mutex): the first waiter for a signal blocks it and remembers
- * whether it was blocked already, the last one restores that. A signal
- * that arrives after the last waiter has gone is then handled by its
- * disposition as if weft had never been involved (for SIGINT: the process
- * ends), which is what a program that stopped waiting for it expects.
+ * The block is reference-counted per signal across the waiters of one
+ * thread (a signal mask belongs to a thread, so the counts do too: they
+ * are thread-local and need no lock): the first waiter on a thread blocks
+ * the signal there and remembers whether it was blocked already, the last
+ * one restores that. A signal that arrives after the last waiter has gone
+ * is then handled by its disposition as if weft had never been involved
+ * (for SIGINT: the process ends), which is what a program that stopped
+ * waiting for it expects.
  *
- * The mask is per thread; with one worker the worker thread is the thread
- * that receives process-directed signals once they are blocked elsewhere.
+ * With one worker the worker thread is the thread that receives
+ * process-directed signals once they are blocked elsewhere. With several,
+ * the waiting fiber is pinned to its worker for the length of the call
+ * (unless it was pinned already), so the block, the signalfd read and the
+ * unblock all happen on the thread whose mask was changed; should it come
+ * back on another thread all the same, that thread's counts are left alone
+ * and the first thread keeps the signal blocked (safe, never unbalanced).
+ * Other worker threads do not block the signal: see docs/io.md.
  */
 #include "internal.h"
 
@@ -24,15 +32,13 @@
 
 #define NSIGS 65
 
-static pthread_mutex_t sig_mu = PTHREAD_MUTEX_INITIALIZER;
-static int waiters[NSIGS];          /* fibers waiting for each signal */
-static unsigned char preblocked[NSIGS]; /* blocked before its first waiter came */
+static __thread int waiters[NSIGS];             /* this thread's waiters per signal */
+static __thread unsigned char preblocked[NSIGS]; /* blocked before its first waiter came */
 
 static void acquire(const sigset_t *set)
 {
     sigset_t cur, add;
     sigemptyset(&add);
-    pthread_mutex_lock(&sig_mu);
     pthread_sigmask(SIG_BLOCK, NULL, &cur);
     for (int s = 1; s < NSIGS; s++) {
         if (sigismember(set, s) != 1)
@@ -42,7 +48,6 @@ static void acquire(const sigset_t *set)
         sigaddset(&add, s);
     }
     pthread_sigmask(SIG_BLOCK, &add, NULL);
-    pthread_mutex_unlock(&sig_mu);
 }
 
 static void release(const sigset_t *set)
@@ -50,7 +55,6 @@ static void release(const sigset_t *set)
     sigset_t del;
     sigemptyset(&del);
     int any = 0;
-    pthread_mutex_lock(&sig_mu);
     for (int s = 1; s < NSIGS; s++) {
         if (sigismember(set, s) != 1)
             continue;
@@ -61,7 +65,6 @@ static void release(const sigset_t *set)
     }
     if (any)
         pthread_sigmask(SIG_UNBLOCK, &del, NULL);
-    pthread_mutex_unlock(&sig_mu);
 }
 
 int weft_signal_wait(const sigset_t *set, int64_t deadline)
@@ -80,6 +83,11 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
     if (self->flags & WEFT__FL_CANCELLED)
         return -ECANCELED;
 
+    /* Several workers: stay on this thread (see the top of the file). */
+    bool pin = w->mt && !(self->flags & WEFT__FL_PINNED);
+    if (pin)
+        self->flags |= WEFT__FL_PINNED;
+    pthread_t thread = pthread_self();
     acquire(set);
     int fd = weft__signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
     int r;
@@ -94,6 +102,9 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
             r = n < 0 ? (int)n : -EIO;
         weft_close(fd);
     }
-    release(set);
+    if (pthread_equal(thread, pthread_self()))
+        release(set);
+    if (pin)
+        self->flags &= (uint8_t)~WEFT__FL_PINNED;
     return r;
 }

@@ -20,11 +20,17 @@
  * it off sets node.q = NULL (see waitq.h), which is what stops a hand-off
  * and a timeout/cancellation from both taking effect.
  *
- * Multi-worker: every state change of an object happens inside its own
- * functions here (and the unlink callback, which only touches the queue
- * the node is on). The reserved word lock_ in each layout is for the
- * per-object spinlock that will be taken around those bodies; nothing
- * outside this file touches the fields.
+ * Multi-worker: each layout has a spinlock word (lock; zero = unlocked,
+ * so the static initialisers need nothing for it) taken with weft__lock()
+ * around every body that reads or changes the object, and by the unlink
+ * callback (the waiter on the fiber's stack records the lock of the object
+ * it is queued on). A waiter parks with that lock held (weft__park releases
+ * it once the fiber is PARKED), so a waker, which needs the lock to find
+ * the node, never finds a fiber that is not parked yet. With one worker
+ * weft__lock is a no-op and nothing here does an atomic read-modify-write.
+ * Lock order: cond -> mutex (cond_wait releases the mutex while holding
+ * the cond's lock); nothing takes a cond lock while holding a mutex lock,
+ * and no lock is held across a park except the one park releases.
  */
 #include "internal.h"
 #include "waitq.h"
@@ -37,7 +43,8 @@ struct ALIAS mutex_impl {
     uint64_t owner;                 /* fiber id of the owner; 0 = unlocked */
     struct weft_rt *rt;             /* runtime of owner and waiters while locked */
     struct weft__wq waiters;
-    uint64_t lock_;                 /* reserved: per-object lock (multi-worker) */
+    weft__lockword lock;            /* guards every field but magic (multi-worker) */
+    uint32_t pad_;
 };
 
 struct ALIAS cond_impl {
@@ -45,7 +52,8 @@ struct ALIAS cond_impl {
     struct weft__wq waiters;
     struct mutex_impl *mutex;       /* the mutex the current waiters use */
     struct weft_rt *rt;             /* runtime of the waiters while there are some */
-    uint64_t lock_;
+    weft__lockword lock;
+    uint32_t pad_;
 };
 
 struct ALIAS sem_impl {
@@ -53,7 +61,8 @@ struct ALIAS sem_impl {
     int64_t value;                  /* units available; 0 while anyone waits */
     struct weft__wq waiters;
     struct weft_rt *rt;
-    uint64_t lock_;
+    weft__lockword lock;
+    uint32_t pad_;
 };
 
 struct ALIAS wg_impl {
@@ -61,7 +70,8 @@ struct ALIAS wg_impl {
     int64_t count;
     struct weft__wq waiters;
     struct weft_rt *rt;
-    uint64_t lock_;
+    weft__lockword lock;
+    uint32_t pad_;
 };
 
 #define FITS(impl, pub) \
@@ -84,37 +94,66 @@ static inline struct cond_impl *C(weft_cond *c) { return (struct cond_impl *)(vo
 static inline struct sem_impl *S(weft_sem *s) { return (struct sem_impl *)(void *)s; }
 static inline struct wg_impl *G(weft_wg *g) { return (struct wg_impl *)(void *)g; }
 
-/* The wait.unlink of every wait here: take the fiber's node off whatever
- * queue it is still on (a no-op after a hand-off). */
+/* A waiter: the queue node on the blocked fiber's stack, and the lock of
+ * the object whose queue it is on, so the unlink callback can find it
+ * (f->wait_data points here while the fiber waits). */
+struct waiter {
+    struct weft__wnode node;
+    weft__lockword *lock;
+};
+
+/* The wait.unlink of every wait here: under the object's lock, take the
+ * fiber's node off the queue it is still on (nothing after a hand-off).
+ * It may run on any worker of f's runtime (timer, canceller) or in park
+ * itself; f->w is one of them, which is all weft__lock needs (the mt flag
+ * is the same for every worker of a runtime). */
 static bool node_unlink(struct weft__fiber *f)
 {
-    struct weft__wnode *n = f->wait_data;
-    if (!n->q)
-        return false;
-    weft__wq_remove(n);
-    return true;
+    struct waiter *wt = f->wait_data;
+    struct weft__worker *w = f->w;
+    weft__lock(w, wt->lock);
+    bool queued = wt->node.q != NULL;
+    if (queued)
+        weft__wq_remove(&wt->node);
+    weft__unlock(w, wt->lock);
+    return queued;
 }
 
-/* Queues self on q and parks it. Returns what weft__park() returns. */
-static int wait_on(struct weft__worker *w, struct weft__fiber *self, struct weft__wq *q,
-                   int kind, const void *obj, int64_t deadline, int uncancellable)
+/* With lock (the object's) held: queues self on q and parks it, which
+ * releases lock. Returns what weft__park() returns. A cancelled caller or
+ * a past deadline returns at once without queuing, so no waker can hand
+ * anything to a node whose fiber is not going to park. */
+static int wait_on(struct weft__worker *w, struct weft__fiber *self, weft__lockword *lock,
+                   struct weft__wq *q, int kind, const void *obj, int64_t deadline,
+                   int uncancellable)
 {
-    struct weft__wnode node = { .f = self };
-    weft__wq_push(q, &node);
+    if ((self->flags & WEFT__FL_CANCELLED) && !uncancellable) {
+        weft__unlock(w, lock);
+        return -ECANCELED;
+    }
+    if (deadline != WEFT_FOREVER && deadline <= weft__clock()) {
+        weft__unlock(w, lock);
+        return -ETIMEDOUT;
+    }
+    struct waiter wt = { .node = { .f = self }, .lock = lock };
+    weft__wq_push(q, &wt.node);
     self->wait.kind = kind;
     self->wait.obj = obj;
     self->wait.unlink = node_unlink;
     self->wait.uncancellable = uncancellable;
-    self->wait_data = &node;
-    int r = weft__park(w, self, deadline, NULL);
+    self->wait_data = &wt;
+    int r = weft__park(w, self, deadline, lock);
+    /* w is stale from here on: self may run on another worker now. */
     self->wait_data = NULL;
     /* Every way out of park() has taken the node off the queue: a hand-off
-     * removed it before waking us, unlink removed it otherwise. */
-    weft__must(node.q == NULL, "a sync waiter was left queued");
+     * removed it (under the lock) before waking us, unlink removed it
+     * otherwise. */
+    weft__must(wt.node.q == NULL, "a sync waiter was left queued");
     return r;
 }
 
-/* Hands whatever the first waiter of q waits for to it and wakes it. */
+/* Hands whatever the first waiter of q waits for to it and wakes it. The
+ * caller holds the object's lock. */
 static bool wake_first(struct weft__wq *q, int result)
 {
     struct weft__wnode *n = weft__wq_pop(q);
@@ -142,29 +181,36 @@ int weft_mutex_init(weft_mutex *pm)
     return 0;
 }
 
-static inline int mutex_check(struct weft__worker *w, struct mutex_impl *m)
+static inline bool mutex_ok(const struct mutex_impl *m)
 {
-    if (!m || m->magic != WEFT__MUTEX_MAGIC)
-        return -EINVAL;
+    return m && m->magic == WEFT__MUTEX_MAGIC;
+}
+
+/* With m's lock held. */
+static inline int mutex_check_locked(struct weft__worker *w, struct mutex_impl *m)
+{
     if (m->owner && m->rt != w->rt)
         return -EXDEV;
     return 0;
 }
 
-/* Locks m for self, waiting for it if need be. */
+/* With m's lock held: locks m for self, waiting for it if need be.
+ * Releases the lock. */
 static int mutex_acquire(struct weft__worker *w, struct weft__fiber *self, struct mutex_impl *m,
                          int64_t deadline, int uncancellable)
 {
     if (m->owner == 0) {
         m->owner = self->id;
         m->rt = w->rt;
+        weft__unlock(w, &m->lock);
         return 0;
     }
     /* On success the unlocker has already made us the owner. */
-    return wait_on(w, self, &m->waiters, WEFT__W_MUTEX, m, deadline, uncancellable);
+    return wait_on(w, self, &m->lock, &m->waiters, WEFT__W_MUTEX, m, deadline, uncancellable);
 }
 
-/* Unlocks m, handing it to the first waiter if there is one. */
+/* With m's lock held: unlocks m, handing it to the first waiter if there
+ * is one. */
 static void mutex_release(struct mutex_impl *m)
 {
     struct weft__wnode *n = weft__wq_pop(&m->waiters);
@@ -181,11 +227,16 @@ int weft_mutex_lock(weft_mutex *pm, int64_t deadline)
 {
     ENTER(w, self);
     struct mutex_impl *m = M(pm);
-    int err = mutex_check(w, m);
-    if (err)
+    if (!mutex_ok(m))
+        return -EINVAL;
+    weft__lock(w, &m->lock);
+    int err = mutex_check_locked(w, m);
+    if (!err && m->owner == self->id)
+        err = -EDEADLK;
+    if (err) {
+        weft__unlock(w, &m->lock);
         return err;
-    if (m->owner == self->id)
-        return -EDEADLK;
+    }
     return mutex_acquire(w, self, m, deadline, 0);
 }
 
@@ -193,26 +244,34 @@ int weft_mutex_trylock(weft_mutex *pm)
 {
     ENTER(w, self);
     struct mutex_impl *m = M(pm);
-    int err = mutex_check(w, m);
-    if (err)
-        return err;
-    if (m->owner)
-        return -EBUSY;
-    m->owner = self->id;
-    m->rt = w->rt;
-    return 0;
+    if (!mutex_ok(m))
+        return -EINVAL;
+    weft__lock(w, &m->lock);
+    int err = mutex_check_locked(w, m);
+    if (!err && m->owner)
+        err = -EBUSY;
+    if (!err) {
+        m->owner = self->id;
+        m->rt = w->rt;
+    }
+    weft__unlock(w, &m->lock);
+    return err;
 }
 
 int weft_mutex_unlock(weft_mutex *pm)
 {
     ENTER(w, self);
     struct mutex_impl *m = M(pm);
-    if (!m || m->magic != WEFT__MUTEX_MAGIC)
+    if (!mutex_ok(m))
         return -EINVAL;
+    weft__lock(w, &m->lock);
+    int err = 0;
     if (m->owner != self->id)
-        return -EPERM;
-    mutex_release(m);
-    return 0;
+        err = -EPERM;
+    else
+        mutex_release(m);
+    weft__unlock(w, &m->lock);
+    return err;
 }
 
 /* ----------------------------------------------------------------- cond */
@@ -225,10 +284,14 @@ int weft_cond_init(weft_cond *pc)
     return 0;
 }
 
-static inline int cond_check(struct weft__worker *w, struct cond_impl *c)
+static inline bool cond_ok(const struct cond_impl *c)
 {
-    if (!c || c->magic != WEFT__COND_MAGIC)
-        return -EINVAL;
+    return c && c->magic == WEFT__COND_MAGIC;
+}
+
+/* With c's lock held. */
+static inline int cond_check_locked(struct weft__worker *w, struct cond_impl *c)
+{
     if (c->waiters.head && c->rt != w->rt)
         return -EXDEV;
     return 0;
@@ -239,39 +302,52 @@ int weft_cond_wait(weft_cond *pc, weft_mutex *pm, int64_t deadline)
     ENTER(w, self);
     struct cond_impl *c = C(pc);
     struct mutex_impl *m = M(pm);
-    int err = cond_check(w, c);
-    if (err)
-        return err;
-    if ((err = mutex_check(w, m)))
-        return err;
-    if (m->owner != self->id)
-        return -EPERM;
-    if (c->waiters.head && c->mutex != m)
+    if (!cond_ok(c) || !mutex_ok(m))
         return -EINVAL;
+    /* Lock order cond -> mutex. Both are held while self is queued on c
+     * and m is released, and c's stays held until self is parked: a
+     * signal sent by whoever gets the mutex next needs c's lock, so it
+     * finds self queued and parked (no lost wake-up). */
+    weft__lock(w, &c->lock);
+    weft__lock(w, &m->lock);
+    int err = cond_check_locked(w, c);
+    if (!err)
+        err = mutex_check_locked(w, m);
+    if (!err && m->owner != self->id)
+        err = -EPERM;
+    if (!err && c->waiters.head && c->mutex != m)
+        err = -EINVAL;
     /* Nothing to try: a cancelled caller or a past deadline returns at once
      * and keeps the mutex, which is simpler for the caller to reason about
      * than a release and re-lock that achieved nothing. */
-    if (self->flags & WEFT__FL_CANCELLED)
-        return -ECANCELED;
-    if (deadline != WEFT_FOREVER && deadline <= weft__clock())
-        return -ETIMEDOUT;
+    if (!err && (self->flags & WEFT__FL_CANCELLED))
+        err = -ECANCELED;
+    if (!err && deadline != WEFT_FOREVER && deadline <= weft__clock())
+        err = -ETIMEDOUT;
+    if (err) {
+        weft__unlock(w, &m->lock);
+        weft__unlock(w, &c->lock);
+        return err;
+    }
     c->mutex = m;
     c->rt = w->rt;
-    /* Queue first, then unlock: a signal sent by whoever gets the mutex
-     * next must find us (no lost wake-up). With one worker nothing runs in
-     * between anyway; with several the cond's lock will cover both. */
-    struct weft__wnode node = { .f = self };
-    weft__wq_push(&c->waiters, &node);
+    struct waiter wt = { .node = { .f = self }, .lock = &c->lock };
+    weft__wq_push(&c->waiters, &wt.node);
     mutex_release(m);
+    weft__unlock(w, &m->lock);
     self->wait.kind = WEFT__W_COND;
     self->wait.obj = c;
     self->wait.unlink = node_unlink;
-    self->wait_data = &node;
-    int r = weft__park(w, self, deadline, NULL);
+    self->wait_data = &wt;
+    int r = weft__park(w, self, deadline, &c->lock);
     self->wait_data = NULL;
-    weft__must(node.q == NULL, "a cond waiter was left queued");
+    weft__must(wt.node.q == NULL, "a cond waiter was left queued");
     /* Re-lock whatever happened; this wait ignores cancellation (the
-     * caller must get its mutex back to unwind) and has no deadline. */
+     * caller must get its mutex back to unwind) and has no deadline. No
+     * lock is held here (park released c's), so taking m's cannot
+     * deadlock. self may be on another worker now: re-read it. */
+    w = self->w;
+    weft__lock(w, &m->lock);
     int lr = mutex_acquire(w, self, m, WEFT_FOREVER, 1);
     weft__must(lr == 0, "re-locking the mutex after a cond wait failed");
     return r;
@@ -282,11 +358,14 @@ int weft_cond_signal(weft_cond *pc)
     ENTER(w, self);
     (void)self;
     struct cond_impl *c = C(pc);
-    int err = cond_check(w, c);
-    if (err)
-        return err;
-    wake_first(&c->waiters, 0);
-    return 0;
+    if (!cond_ok(c))
+        return -EINVAL;
+    weft__lock(w, &c->lock);
+    int err = cond_check_locked(w, c);
+    if (!err)
+        wake_first(&c->waiters, 0);
+    weft__unlock(w, &c->lock);
+    return err;
 }
 
 int weft_cond_broadcast(weft_cond *pc)
@@ -294,12 +373,15 @@ int weft_cond_broadcast(weft_cond *pc)
     ENTER(w, self);
     (void)self;
     struct cond_impl *c = C(pc);
-    int err = cond_check(w, c);
-    if (err)
-        return err;
-    while (wake_first(&c->waiters, 0))
-        ;
-    return 0;
+    if (!cond_ok(c))
+        return -EINVAL;
+    weft__lock(w, &c->lock);
+    int err = cond_check_locked(w, c);
+    if (!err)
+        while (wake_first(&c->waiters, 0))
+            ;
+    weft__unlock(w, &c->lock);
+    return err;
 }
 
 /* ------------------------------------------------------------ semaphore */
@@ -312,29 +394,38 @@ int weft_sem_init(weft_sem *ps, int64_t value)
     return 0;
 }
 
-static inline int sem_check(struct weft__worker *w, struct sem_impl *s)
+/* With s's lock held (the magic is checked before taking it). */
+static inline int sem_check_locked(struct weft__worker *w, struct sem_impl *s)
 {
-    if (!s || s->magic != WEFT__SEM_MAGIC || s->value < 0)
+    if (s->value < 0)
         return -EINVAL;
     if (s->waiters.head && s->rt != w->rt)
         return -EXDEV;
     return 0;
 }
 
+static inline bool sem_ok(const struct sem_impl *s)
+{
+    return s && s->magic == WEFT__SEM_MAGIC;
+}
+
 int weft_sem_acquire(weft_sem *ps, int64_t deadline)
 {
     ENTER(w, self);
     struct sem_impl *s = S(ps);
-    int err = sem_check(w, s);
-    if (err)
-        return err;
-    if (s->value > 0) {             /* > 0 implies nobody is waiting */
+    if (!sem_ok(s))
+        return -EINVAL;
+    weft__lock(w, &s->lock);
+    int err = sem_check_locked(w, s);
+    if (!err && s->value > 0)       /* > 0 implies nobody is waiting */
         s->value--;
-        return 0;
+    else if (!err) {
+        s->rt = w->rt;
+        /* On success the releaser has handed its unit to us directly. */
+        return wait_on(w, self, &s->lock, &s->waiters, WEFT__W_SEM, s, deadline, 0);
     }
-    s->rt = w->rt;
-    /* On success the releaser has handed its unit to us directly. */
-    return wait_on(w, self, &s->waiters, WEFT__W_SEM, s, deadline, 0);
+    weft__unlock(w, &s->lock);
+    return err;
 }
 
 int weft_sem_tryacquire(weft_sem *ps)
@@ -342,13 +433,16 @@ int weft_sem_tryacquire(weft_sem *ps)
     ENTER(w, self);
     (void)self;
     struct sem_impl *s = S(ps);
-    int err = sem_check(w, s);
-    if (err)
-        return err;
-    if (s->value == 0)
-        return -EAGAIN;
-    s->value--;
-    return 0;
+    if (!sem_ok(s))
+        return -EINVAL;
+    weft__lock(w, &s->lock);
+    int err = sem_check_locked(w, s);
+    if (!err && s->value == 0)
+        err = -EAGAIN;
+    if (!err)
+        s->value--;
+    weft__unlock(w, &s->lock);
+    return err;
 }
 
 int weft_sem_release(weft_sem *ps)
@@ -356,15 +450,18 @@ int weft_sem_release(weft_sem *ps)
     ENTER(w, self);
     (void)self;
     struct sem_impl *s = S(ps);
-    int err = sem_check(w, s);
-    if (err)
-        return err;
-    if (wake_first(&s->waiters, 0))
-        return 0;
-    if (s->value == INT64_MAX)
-        return -EOVERFLOW;
-    s->value++;
-    return 0;
+    if (!sem_ok(s))
+        return -EINVAL;
+    weft__lock(w, &s->lock);
+    int err = sem_check_locked(w, s);
+    if (!err && !wake_first(&s->waiters, 0)) {
+        if (s->value == INT64_MAX)
+            err = -EOVERFLOW;
+        else
+            s->value++;
+    }
+    weft__unlock(w, &s->lock);
+    return err;
 }
 
 /* ----------------------------------------------------------- wait group */
@@ -377,9 +474,15 @@ int weft_wg_init(weft_wg *pg)
     return 0;
 }
 
-static inline int wg_check(struct weft__worker *w, struct wg_impl *g)
+static inline bool wg_ok(const struct wg_impl *g)
 {
-    if (!g || g->magic != WEFT__WG_MAGIC || g->count < 0)
+    return g && g->magic == WEFT__WG_MAGIC;
+}
+
+/* With g's lock held. */
+static inline int wg_check_locked(struct weft__worker *w, struct wg_impl *g)
+{
+    if (g->count < 0)
         return -EINVAL;
     if (g->waiters.head && g->rt != w->rt)
         return -EXDEV;
@@ -391,19 +494,25 @@ int weft_wg_add(weft_wg *pg, int64_t delta)
     ENTER(w, self);
     (void)self;
     struct wg_impl *g = G(pg);
-    int err = wg_check(w, g);
-    if (err)
-        return err;
-    if (delta > 0 && g->count > INT64_MAX - delta)
-        return -EOVERFLOW;
-    int64_t n = g->count + delta;   /* cannot overflow below: count >= 0 */
-    if (n < 0)
+    if (!wg_ok(g))
         return -EINVAL;
-    g->count = n;
-    if (n == 0)
-        while (wake_first(&g->waiters, 0))
-            ;
-    return 0;
+    weft__lock(w, &g->lock);
+    int err = wg_check_locked(w, g);
+    if (!err && delta > 0 && g->count > INT64_MAX - delta)
+        err = -EOVERFLOW;
+    if (!err) {
+        int64_t n = g->count + delta;   /* cannot overflow below: count >= 0 */
+        if (n < 0) {
+            err = -EINVAL;
+        } else {
+            g->count = n;
+            if (n == 0)
+                while (wake_first(&g->waiters, 0))
+                    ;
+        }
+    }
+    weft__unlock(w, &g->lock);
+    return err;
 }
 
 int weft_wg_done(weft_wg *pg) { return weft_wg_add(pg, -1); }
@@ -412,16 +521,21 @@ int weft_wg_wait(weft_wg *pg, int64_t deadline)
 {
     ENTER(w, self);
     struct wg_impl *g = G(pg);
-    int err = wg_check(w, g);
-    if (err)
+    if (!wg_ok(g))
+        return -EINVAL;
+    weft__lock(w, &g->lock);
+    int err = wg_check_locked(w, g);
+    if (err || g->count == 0) {
+        weft__unlock(w, &g->lock);
         return err;
-    if (g->count == 0)
-        return 0;
+    }
     g->rt = w->rt;
-    return wait_on(w, self, &g->waiters, WEFT__W_WG, g, deadline, 0);
+    return wait_on(w, self, &g->lock, &g->waiters, WEFT__W_WG, g, deadline, 0);
 }
 
 /* ------------------------------------------------------------ test hooks */
+
+/* These read without the lock (see waitq.h): quiescent objects only. */
 
 size_t weft__mutex_waiters(const weft_mutex *pm)
 {

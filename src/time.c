@@ -4,6 +4,14 @@
  * counts 1 ms ticks from its worker's epoch; a deadline becomes the first
  * tick at or after it (rounded up), so a sleep may end up to a tick late
  * but never early.
+ *
+ * Multi-worker: a sleep is a wait that only its timer or a cancellation
+ * ends, so it parks with no lock and no unlink (weft__park's lock NULL):
+ * there is no object and no queue for a waker to race with; the scheduler
+ * makes the timer and a canceller agree on who wakes the fiber (only one
+ * weft__wake() of a parked fiber succeeds). The tick conversions read only
+ * the given worker's epoch, which never changes after it starts. A
+ * weft_interval belongs to the one fiber that ticks it.
  */
 #include "internal.h"
 
@@ -49,6 +57,8 @@ int weft_sleep_until(int64_t deadline)
         return -EPERM;
     self->wait.kind = WEFT__W_SLEEP;
     self->wait.obj = NULL;
+    self->wait.unlink = NULL;       /* nothing to take it off: timer or cancel wakes */
+    self->wait.uncancellable = 0;
     int r = weft__park(w, self, deadline, NULL);
     return r == -ETIMEDOUT ? 0 : r;
 }

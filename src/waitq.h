@@ -12,11 +12,17 @@
  * timer (disarmed by weft__wake) and cancellation (which only touches
  * PARKED fibers) can no longer reach it: a hand-off always stands.
  *
- * Locking (for the multi-worker scheduler): every queue belongs to exactly
- * one object, and every change to a queue happens inside that object's
- * operation functions (or the unlink callback, which knows the object from
- * the node). A per-object spinlock taken around those bodies - and in the
- * unlink callbacks - is all the queues will need; nothing else touches them.
+ * Locking (several workers): every queue belongs to exactly one object and
+ * is guarded by that object's spinlock (weft__lock; a no-op with one
+ * worker). Every change to a queue, and every read of a node's q by
+ * anyone but its own fiber after park returned, happens under it: in the object's operation functions, and in the unlink
+ * callback, which finds the lock through the waiter (sync.c and group.c
+ * keep the node in a small struct on the waiter's stack together with a
+ * pointer to the lock; f->wait_data points to it). A waiter queues itself
+ * and parks with the lock held (weft__park releases it once the fiber is
+ * PARKED); a waker removes the node under the lock before weft__wake(), so
+ * when park returns the node is off every queue and the stack it lives on
+ * may be reused. The helpers below take no lock themselves.
  */
 #ifndef WEFT_WAITQ_H
 #define WEFT_WAITQ_H
@@ -82,7 +88,8 @@ static inline size_t weft__wq_len(const struct weft__wq *q)
 }
 
 /* Testing hooks: how many fibers wait on an object's queues. They read the
- * object without any lock and are meant for quiescent tests only. An
+ * object without its lock and are meant for quiescent objects only (with
+ * several workers: after the fibers using it have been joined). An
  * uninitialised object reports SIZE_MAX. */
 struct weft_mutex;
 struct weft_cond;

@@ -7,9 +7,13 @@
  * except when the controller yields, so after settle() every actor is
  * either back waiting for its next command or parked inside the operation
  * it was given, and the order in which woken fibers ran is the order in
- * which they were woken. The model tests rely on that; under a multi-worker
- * scheduler they need every actor pinned next to the controller (or a model
- * that accepts any interleaving) and are skipped for now.
+ * which they were woken. The model tests rely on that. With several
+ * workers the same holds as long as the controller and every actor share
+ * one worker: actors are always spawned pinned (weft_attr.pinned = 1; with
+ * one worker that changes nothing), and a model test runs its controller
+ * through run_pinned(), as a pinned fiber, since the main fiber may
+ * migrate. Fibers pinned together are never run by another worker, and a
+ * fiber they wake goes on their worker's run queue.
  *
  * Deadlines are made to expire on command: a "timed" operation is given a
  * deadline far in the future, and actor_expire() fires that fiber's
@@ -88,6 +92,32 @@ static inline int run_workers(int workers, void (*body)(void *), void *arg)
     return 1;
 }
 
+/* Runs body(arg) in a pinned fiber of the caller's worker and waits for
+ * it: the controller of a model test stays on one worker with its actors.
+ * From the main fiber of a run_workers() body. */
+struct pinned_call { void (*body)(void *); void *arg; };
+
+static inline void *pinned_main(void *p)
+{
+    struct pinned_call *c = p;
+    c->body(c->arg);
+    return NULL;
+}
+
+static inline void run_pinned(void (*body)(void *), void *arg)
+{
+    struct pinned_call c = { body, arg };
+    weft_attr attr;
+    weft_attr_init(&attr);
+    attr.pinned = 1;
+    attr.name = "controller";
+    weft_fiber *h;
+    int r = weft_spawn(&h, &attr, pinned_main, &c);
+    ck_assert_msg(r == 0, "spawn controller: %s", weft_strerror(r));
+    r = weft_join(h, NULL, WEFT_FOREVER);
+    ck_assert_msg(r == 0, "join controller: %s", weft_strerror(r));
+}
+
 /* ---------------------------------------------------------------- actors */
 
 struct actor;
@@ -146,7 +176,10 @@ static inline void actor_start(struct actor *a, void *ctx)
 {
     memset(a, 0, sizeof *a);
     a->ctx = ctx;
-    int r = weft_spawn(&a->h, NULL, actor_main, a);
+    weft_attr attr;
+    weft_attr_init(&attr);
+    attr.pinned = 1;                /* stays on the controller's worker */
+    int r = weft_spawn(&a->h, &attr, actor_main, a);
     ck_assert_msg(r == 0, "spawn actor: %s", weft_strerror(r));
     settle();
     ck_assert_ptr_nonnull(a->f);

@@ -5,7 +5,8 @@
  * parked in any blocking call (sleep, channel, mutex) and refuses new ones;
  * wait honours deadlines and cancellation and leaves no waiter behind; a
  * member cannot wait for its own group; free refuses a busy group; bad
- * input and calls outside fibers. Back-off: the delays grow, stay within
+ * input and calls outside fibers; stress cases (cancel racing with members
+ * that exit, spawn and block; fast spawn/leave churn) for two workers. Back-off: the delays grow, stay within
  * [d/2, d] and the cap, the retry limit and deadline are honoured, the
  * sleep is real and cancellable.
  */
@@ -20,7 +21,7 @@ static const int worker_counts[] = { 1, 2 };
 
 /* ------------------------------------------------------------ groups */
 
-static int finished;
+static _Atomic int finished;
 
 static void *short_job(void *arg)
 {
@@ -57,7 +58,7 @@ END_TEST
 struct blockers {
     weft_chan *ch;
     weft_mutex m;
-    int cancelled_seen;
+    _Atomic int cancelled_seen;
 };
 
 static void *block_sleep(void *p)
@@ -227,6 +228,214 @@ START_TEST(group_members_outlive_main)
 }
 END_TEST
 
+/* Cancel while members exit: every round, members of several kinds run
+ * at once - some return after a few yields, some block until cancelled
+ * (sleep, semaphore, mutex, cond), some spawn further members (refused
+ * once the group is cancelled), one cancels its own group - while the
+ * controller cancels at a random moment and other fibers wait on the
+ * group with short deadlines. Every member that was spawned must have run
+ * and returned, the wait must end, nothing may be left queued. With two
+ * workers the cancel walk races with members leaving on the other
+ * worker. */
+#include <stdatomic.h>
+
+struct gstress {
+    weft_group *g;
+    weft_sem sem;                   /* never released: blocks until cancelled */
+    weft_mutex m;                   /* held by the controller */
+    weft_mutex cm;                  /* for the cond waiters */
+    weft_cond c;                    /* never signalled */
+    _Atomic int spawned, started, ended, errors;
+    uint64_t seed;
+};
+
+static void *gs_member(void *p);
+
+static void gs_spawn(struct gstress *x, intptr_t kind)
+{
+    int r = weft_group_spawn(x->g, NULL, gs_member, (void *)kind);
+    if (r == 0)
+        atomic_fetch_add(&x->spawned, 1);
+    else if (r != -ECANCELED)
+        atomic_fetch_add(&x->errors, 1);
+}
+
+static struct gstress gsx;
+
+static void *gs_member(void *p)
+{
+    struct gstress *x = &gsx;
+    intptr_t kind = (intptr_t)p;
+    atomic_fetch_add(&x->started, 1);
+    int r = 0;
+    switch (kind % 8) {
+    case 0: case 1: case 2:                    /* just leave, soon */
+        for (intptr_t k = kind % 5; k > 0; k--)
+            weft_yield();
+        break;
+    case 3:
+        r = weft_sleep_ms(-1);
+        if (r != -ECANCELED)
+            atomic_fetch_add(&x->errors, 1);
+        break;
+    case 4:
+        r = weft_sem_acquire(&x->sem, WEFT_FOREVER);
+        if (r != -ECANCELED)
+            atomic_fetch_add(&x->errors, 1);
+        break;
+    case 5:
+        r = weft_mutex_lock(&x->m, WEFT_FOREVER);
+        if (r != -ECANCELED)
+            atomic_fetch_add(&x->errors, 1);
+        break;
+    case 6:
+        r = weft_mutex_lock(&x->cm, WEFT_FOREVER);
+        if (r != 0) {                          /* cancelled while cm was busy */
+            if (r != -ECANCELED)
+                atomic_fetch_add(&x->errors, 1);
+            break;
+        }
+        r = weft_cond_wait(&x->c, &x->cm, WEFT_FOREVER);
+        if (r != -ECANCELED && r != 0)
+            atomic_fetch_add(&x->errors, 1);
+        weft_mutex_unlock(&x->cm);
+        break;
+    default:                                   /* spawn more, then leave */
+        for (int i = 0; i < 3; i++)
+            gs_spawn(x, kind * 8 + i);
+        break;
+    }
+    atomic_fetch_add(&x->ended, 1);
+    return NULL;
+}
+
+static void *gs_self_canceller(void *p)
+{
+    struct gstress *x = p;
+    weft_yield();
+    if (weft_group_cancel(x->g) != 0)
+        atomic_fetch_add(&x->errors, 1);
+    if (!weft_cancelled())                     /* a member cancelling its group is cancelled too */
+        atomic_fetch_add(&x->errors, 1);
+    return NULL;
+}
+
+static void *gs_waiter(void *p)
+{
+    struct gstress *x = p;
+    for (;;) {
+        int r = weft_group_wait(x->g, weft_now() + 20000);
+        if (r == 0)
+            return NULL;
+        if (r != -ETIMEDOUT) {
+            atomic_fetch_add(&x->errors, 1);
+            return NULL;
+        }
+    }
+}
+
+static void body_group_stress(void *unused)
+{
+    (void)unused;
+    struct gstress *x = &gsx;
+    uint64_t rs = test_seed_value;
+    int rounds = test_quick() ? 20 : 200;
+    for (int round = 0; round < rounds; round++) {
+        memset(x, 0, sizeof *x);
+        ck_assert_int_eq(weft_group_open(&x->g), 0);
+        ck_assert_int_eq(weft_sem_init(&x->sem, 0), 0);
+        ck_assert_int_eq(weft_mutex_init(&x->m), 0);
+        ck_assert_int_eq(weft_mutex_init(&x->cm), 0);
+        ck_assert_int_eq(weft_cond_init(&x->c), 0);
+        ck_assert_int_eq(weft_mutex_lock(&x->m, WEFT_FOREVER), 0);
+        weft_fiber *wt[4];
+        for (int i = 0; i < 4; i++)
+            ck_assert_int_eq(weft_spawn(&wt[i], NULL, gs_waiter, x), 0);
+        int n = 16 + rng_below(&rs, 48);
+        for (int i = 0; i < n; i++)
+            gs_spawn(x, (intptr_t)rng_below(&rs, 1000));
+        if (rng_below(&rs, 4) == 0) {
+            int r = weft_group_spawn(x->g, NULL, gs_self_canceller, x);
+            ck_assert_int_eq(r, 0);
+            atomic_fetch_add(&x->spawned, 1);
+            atomic_fetch_add(&x->started, 1);  /* it does not count itself */
+            atomic_fetch_add(&x->ended, 1);
+        }
+        for (int k = rng_below(&rs, 8); k > 0; k--)
+            weft_yield();
+        ck_assert_int_eq(weft_group_cancel(x->g), 0);
+        ck_assert_int_eq(weft_group_spawn(x->g, NULL, gs_member, NULL), -ECANCELED);
+        ck_assert_int_eq(weft_group_wait(x->g, WEFT_FOREVER), 0);
+        for (int i = 0; i < 4; i++)
+            ck_assert_int_eq(weft_join(wt[i], NULL, WEFT_FOREVER), 0);
+        ck_assert_int_eq(atomic_load(&x->errors), 0);
+        ck_assert_int_eq(atomic_load(&x->started), atomic_load(&x->spawned));
+        ck_assert_int_eq(atomic_load(&x->ended), atomic_load(&x->spawned));
+        ck_assert_int_eq(weft_group_size(x->g), 0);
+        ck_assert_uint_eq(weft__group_waiters(x->g), 0);
+        ck_assert_uint_eq(weft__sem_waiters(&x->sem), 0);
+        ck_assert_uint_eq(weft__mutex_waiters(&x->m), 0);
+        ck_assert_uint_eq(weft__cond_waiters(&x->c), 0);
+        ck_assert_uint_eq(weft__mutex_owner(&x->cm), 0);
+        ck_assert_int_eq(weft_mutex_unlock(&x->m), 0);
+        ck_assert_int_eq(weft_group_free(x->g), 0);
+    }
+}
+
+START_TEST(group_stress_cancel_exit)
+{
+    FOR_WORKERS(body_group_stress, NULL);
+}
+END_TEST
+
+/* Spawning and leaving at a high rate with no cancel: live must count
+ * exactly, and a waiter must see zero only at the very end. */
+struct gchurn { weft_group *g; _Atomic int done, errors; };
+static struct gchurn gch;
+
+static void *churn_leaf(void *p)
+{
+    (void)p;
+    atomic_fetch_add(&gch.done, 1);
+    return NULL;
+}
+
+static void *churn_member(void *p)
+{
+    intptr_t depth = (intptr_t)p;
+    for (int i = 0; i < 4 && depth < 3; i++)
+        if (weft_group_spawn(gch.g, NULL, depth == 2 ? churn_leaf : churn_member,
+                             (void *)(depth + 1)) != 0)
+            atomic_fetch_add(&gch.errors, 1);
+    weft_yield();
+    atomic_fetch_add(&gch.done, 1);
+    return NULL;
+}
+
+static void body_group_churn(void *unused)
+{
+    (void)unused;
+    int rounds = test_quick() ? 5 : 40;
+    for (int round = 0; round < rounds; round++) {
+        memset(&gch, 0, sizeof gch);
+        ck_assert_int_eq(weft_group_open(&gch.g), 0);
+        for (int i = 0; i < 8; i++)
+            ck_assert_int_eq(weft_group_spawn(gch.g, NULL, churn_member, (void *)0), 0);
+        ck_assert_int_eq(weft_group_wait(gch.g, WEFT_FOREVER), 0);
+        /* 8 roots, each 4 + 16 + 64 below it */
+        ck_assert_int_eq(atomic_load(&gch.done), 8 * (1 + 4 + 16 + 64));
+        ck_assert_int_eq(atomic_load(&gch.errors), 0);
+        ck_assert_int_eq(weft_group_size(gch.g), 0);
+        ck_assert_int_eq(weft_group_free(gch.g), 0);
+    }
+}
+
+START_TEST(group_stress_churn)
+{
+    FOR_WORKERS(body_group_churn, NULL);
+}
+END_TEST
+
 /* ----------------------------------------------------------- back-off */
 
 START_TEST(backoff_schedule)
@@ -327,6 +536,11 @@ static Suite *group_suite(void)
     tcase_add_test(tc, group_cancel_all);
     tcase_add_test(tc, group_errors);
     tcase_add_test(tc, group_members_outlive_main);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("stress");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, group_stress_cancel_exit);
+    tcase_add_test(tc, group_stress_churn);
     suite_add_tcase(s, tc);
     tc = tcase_create("backoff");
     tcase_add_test(tc, backoff_schedule);

@@ -1,8 +1,9 @@
 /* check_offload.c - tests of weft_offload and weft_getaddrinfo
  * (src/offload.c): results come back, the work runs on another thread
  * while the worker keeps running fibers, the pool respects its limit,
- * grows on demand and retires idle helpers, cancellation semantics, and
- * error paths.
+ * grows on demand and retires idle helpers, cancellation semantics,
+ * error paths, and many fibers offloading at once (also with two workers,
+ * skipped while the runtime answers -ENOTSUP).
  */
 #include "testutil.h"
 
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,6 +216,70 @@ START_TEST(test_getaddrinfo)
 }
 END_TEST
 
+/* Many fibers offload at once (with two workers: from both workers at
+ * once); every result comes back to the fiber that asked. */
+static const int worker_counts[] = { 1, 2 };
+
+static void run_each_worker_count(void (*body)(void *), void *arg)
+{
+    for (size_t i = 0; i < sizeof worker_counts / sizeof *worker_counts; i++) {
+        weft_config cfg;
+        weft_config_init(&cfg);
+        cfg.workers = worker_counts[i];
+        int r = weft_run(&cfg, body, arg);
+        if (r == -ENOTSUP) {
+            printf("skipped with %d workers: the runtime says -ENOTSUP\n", worker_counts[i]);
+            continue;
+        }
+        ck_assert_msg(r == 0, "weft_run(workers=%d): %s", worker_counts[i], weft_strerror(r));
+    }
+}
+
+#define CONC_FIBERS 32
+#define CONC_CALLS  20
+
+static _Atomic int conc_errors;
+static _Atomic long conc_sum;
+
+static void *conc_fiber(void *arg)
+{
+    intptr_t id = (intptr_t)arg;
+    for (intptr_t i = 0; i < CONC_CALLS; i++) {
+        void *res = NULL;
+        intptr_t v = id * 1000 + i;
+        if (weft_offload(double_it, (void *)v, &res) != 0 || (intptr_t)res != 2 * v)
+            atomic_fetch_add(&conc_errors, 1);
+        atomic_fetch_add(&conc_sum, (long)(intptr_t)res);
+        if (i % 4 == 0)
+            weft_yield();
+    }
+    return NULL;
+}
+
+static void body_concurrent(void *arg)
+{
+    (void)arg;
+    atomic_store(&conc_errors, 0);
+    atomic_store(&conc_sum, 0);
+    weft_fiber *f[CONC_FIBERS];
+    for (intptr_t i = 0; i < CONC_FIBERS; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, conc_fiber, (void *)i), 0);
+    for (int i = 0; i < CONC_FIBERS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    long want = 0;
+    for (long id = 0; id < CONC_FIBERS; id++)
+        for (long i = 0; i < CONC_CALLS; i++)
+            want += 2 * (id * 1000 + i);
+    ck_assert_int_eq(atomic_load(&conc_errors), 0);
+    ck_assert_int_eq(atomic_load(&conc_sum), want);
+}
+
+START_TEST(test_concurrent_offloads)
+{
+    run_each_worker_count(body_concurrent, NULL);
+}
+END_TEST
+
 static Suite *offload_suite(void)
 {
     Suite *s = suite_create("offload");
@@ -224,6 +290,7 @@ static Suite *offload_suite(void)
     tcase_add_test(tc, test_pool_limit_grow_retire);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_getaddrinfo);
+    tcase_add_test(tc, test_concurrent_offloads);
     suite_add_tcase(s, tc);
     return s;
 }

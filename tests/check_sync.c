@@ -7,7 +7,10 @@
  * and a condition variable from several actor fibers through thousands of
  * random lock/trylock/unlock/wait/signal/broadcast/cancel/timeout
  * sequences and compares every result, the owner and both queues with a
- * small reference model after every step.
+ * small reference model after every step (pinned controller and actors,
+ * so it also runs with two workers). The stress cases hammer one object
+ * from many fibers with totals checked at the end: races for when they
+ * run with two workers, heavy interleaving with one.
  *
  * Environment: WEFT_TEST_SEED fixes the seed (printed on failure);
  * WEFT_TEST_QUICK=1 runs a tenth of the sequences (valgrind).
@@ -887,11 +890,438 @@ static void body_mutex_cond_model(void *p)
     }
 }
 
+static void body_mutex_cond_model_pinned(void *p)
+{
+    /* Deterministic interleaving: controller and actors pinned on one
+     * worker (see actors.h). */
+    run_pinned(body_mutex_cond_model, p);
+}
+
 START_TEST(mutex_cond_model)
 {
     struct mm_run run = { .sequences = test_quick() ? 300 : 3000 };
-    /* Deterministic interleaving needs one worker; see actors.h. */
-    run_workers(1, body_mutex_cond_model, &run);
+    FOR_WORKERS(body_mutex_cond_model_pinned, &run);
+}
+END_TEST
+
+/* -------------------------------------------- stress (several workers)
+ *
+ * Many fibers hammer one object and the totals are checked at the end.
+ * With one worker they check the single-worker paths under heavy
+ * interleaving (yields inside critical sections); with two, once the
+ * multi-worker scheduler runs them, they catch missing locks, lost
+ * wake-ups and broken hand-offs. Counters touched outside a weft lock are
+ * atomics; the ones guarded by a weft mutex are plain on purpose. */
+
+#include <stdatomic.h>
+
+#define ST_FIBERS 64
+#define ST_ITERS  (test_quick() ? 1000 : 10000)
+
+struct mutex_stress {
+    weft_mutex m;
+    uint64_t total;                 /* guarded by m */
+    int inside;                     /* guarded by m: never above 1 */
+    _Atomic int errors;
+};
+
+static void *mutex_hammer(void *p)
+{
+    struct mutex_stress *x = p;
+    int iters = ST_ITERS;
+    uint64_t rs = (uint64_t)(uintptr_t)&rs ^ test_seed_value;
+    for (int i = 0; i < iters; i++) {
+        int k = rng_below(&rs, 16), r;
+        if (k == 0) {
+            while ((r = weft_mutex_trylock(&x->m)) == -EBUSY)
+                weft_yield();
+        } else if (k == 1) {
+            /* A short deadline: timeouts race with hand-offs. */
+            while ((r = weft_mutex_lock(&x->m, weft_now() + 20000)) == -ETIMEDOUT)
+                ;
+        } else {
+            r = weft_mutex_lock(&x->m, WEFT_FOREVER);
+        }
+        if (r != 0) {
+            atomic_fetch_add(&x->errors, 1);
+            continue;
+        }
+        if (x->inside++ != 0)
+            atomic_fetch_add(&x->errors, 1);
+        uint64_t t = x->total;
+        if (k == 2)
+            weft_yield();           /* hold it across a switch */
+        x->total = t + 1;
+        x->inside--;
+        if (weft_mutex_unlock(&x->m) != 0)
+            atomic_fetch_add(&x->errors, 1);
+        if (k == 3)
+            weft_yield();
+    }
+    return NULL;
+}
+
+static void body_mutex_stress(void *unused)
+{
+    (void)unused;
+    static struct mutex_stress x;
+    memset(&x, 0, sizeof x);
+    ck_assert_int_eq(weft_mutex_init(&x.m), 0);
+    weft_fiber *f[ST_FIBERS];
+    for (int i = 0; i < ST_FIBERS; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, mutex_hammer, &x), 0);
+    for (int i = 0; i < ST_FIBERS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&x.errors), 0);
+    ck_assert_uint_eq(x.total, (uint64_t)ST_FIBERS * (uint64_t)ST_ITERS);
+    ck_assert_uint_eq(weft__mutex_owner(&x.m), 0);
+    ck_assert_uint_eq(weft__mutex_waiters(&x.m), 0);
+}
+
+START_TEST(stress_mutex)
+{
+    FOR_WORKERS(body_mutex_stress, NULL);
+}
+END_TEST
+
+/* Semaphores: pairs of fibers ping-pong through two semaphores, and
+ * everyone also passes through a 4-slot limiter. */
+#define SEM_PAIRS 16
+#define SEM_SLOTS 4
+
+struct sem_stress {
+    weft_sem ping[SEM_PAIRS], pong[SEM_PAIRS];
+    weft_sem limit;
+    _Atomic int in_limit, max_in_limit, errors;
+    _Atomic uint64_t passes;
+};
+
+struct sem_side { struct sem_stress *x; int pair, pinger; };
+
+static void limited(struct sem_stress *x)
+{
+    if (weft_sem_acquire(&x->limit, WEFT_FOREVER) != 0) {
+        atomic_fetch_add(&x->errors, 1);
+        return;
+    }
+    int n = atomic_fetch_add(&x->in_limit, 1) + 1;
+    int m = atomic_load(&x->max_in_limit);
+    while (n > m && !atomic_compare_exchange_weak(&x->max_in_limit, &m, n))
+        ;
+    weft_yield();
+    atomic_fetch_sub(&x->in_limit, 1);
+    if (weft_sem_release(&x->limit) != 0)
+        atomic_fetch_add(&x->errors, 1);
+}
+
+static void *sem_player(void *p)
+{
+    struct sem_side *s = p;
+    struct sem_stress *x = s->x;
+    int iters = ST_ITERS / 4;
+    for (int i = 0; i < iters; i++) {
+        int r1, r2;
+        if (s->pinger) {
+            r1 = weft_sem_release(&x->ping[s->pair]);
+            r2 = weft_sem_acquire(&x->pong[s->pair], WEFT_FOREVER);
+        } else {
+            r1 = weft_sem_acquire(&x->ping[s->pair], WEFT_FOREVER);
+            r2 = weft_sem_release(&x->pong[s->pair]);
+            atomic_fetch_add(&x->passes, 1);
+        }
+        if (r1 || r2)
+            atomic_fetch_add(&x->errors, 1);
+        if ((i & 15) == 0)
+            limited(x);
+    }
+    return NULL;
+}
+
+static void body_sem_stress(void *unused)
+{
+    (void)unused;
+    static struct sem_stress x;
+    static struct sem_side side[2 * SEM_PAIRS];
+    memset(&x, 0, sizeof x);
+    ck_assert_int_eq(weft_sem_init(&x.limit, SEM_SLOTS), 0);
+    weft_fiber *f[2 * SEM_PAIRS];
+    for (int i = 0; i < SEM_PAIRS; i++) {
+        ck_assert_int_eq(weft_sem_init(&x.ping[i], 0), 0);
+        ck_assert_int_eq(weft_sem_init(&x.pong[i], 0), 0);
+    }
+    for (int i = 0; i < 2 * SEM_PAIRS; i++) {
+        side[i] = (struct sem_side){ &x, i / 2, i % 2 };
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, sem_player, &side[i]), 0);
+    }
+    for (int i = 0; i < 2 * SEM_PAIRS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&x.errors), 0);
+    ck_assert_uint_eq(atomic_load(&x.passes), (uint64_t)SEM_PAIRS * (uint64_t)(ST_ITERS / 4));
+    ck_assert_int_le(atomic_load(&x.max_in_limit), SEM_SLOTS);
+    ck_assert_int_eq(weft__sem_value(&x.limit), SEM_SLOTS);
+    for (int i = 0; i < SEM_PAIRS; i++) {
+        ck_assert_int_eq(weft__sem_value(&x.ping[i]), 0);
+        ck_assert_int_eq(weft__sem_value(&x.pong[i]), 0);
+        ck_assert_uint_eq(weft__sem_waiters(&x.ping[i]), 0);
+    }
+}
+
+START_TEST(stress_sem)
+{
+    FOR_WORKERS(body_sem_stress, NULL);
+}
+END_TEST
+
+/* Condition variables: a bounded buffer with producers and consumers;
+ * waits with short deadlines make timeouts race with signals and the
+ * re-lock, and some wake-ups are broadcasts. */
+#define PC_PRODUCERS 8
+#define PC_CONSUMERS 8
+#define PC_CAP 8
+
+struct pc {
+    weft_mutex m;
+    weft_cond notfull, notempty;
+    uint64_t buf[PC_CAP];           /* guarded by m, as are the three below */
+    int head, len, producers_left;
+    uint64_t taken_sum, taken_n;
+    _Atomic int errors;
+};
+
+static int pc_wait(struct pc *x, weft_cond *c, int timed)
+{
+    int r = weft_cond_wait(c, &x->m, timed ? weft_now() + 50000 : WEFT_FOREVER);
+    if (weft__mutex_owner(&x->m) != weft_fiber_id(weft_self()))
+        atomic_fetch_add(&x->errors, 1);       /* must own it again, whatever r */
+    if (r != 0 && r != -ETIMEDOUT)
+        atomic_fetch_add(&x->errors, 1);
+    return r;
+}
+
+static void *pc_producer(void *p)
+{
+    struct pc *x = p;
+    int items = ST_ITERS / 2;
+    for (int i = 1; i <= items; i++) {
+        if (weft_mutex_lock(&x->m, WEFT_FOREVER) != 0) {
+            atomic_fetch_add(&x->errors, 1);
+            return NULL;
+        }
+        while (x->len == PC_CAP)
+            pc_wait(x, &x->notfull, i & 1);
+        x->buf[(x->head + x->len) % PC_CAP] = (uint64_t)i;
+        x->len++;
+        if (i % 7 == 0)
+            weft_cond_broadcast(&x->notempty);
+        else
+            weft_cond_signal(&x->notempty);
+        weft_mutex_unlock(&x->m);
+    }
+    weft_mutex_lock(&x->m, WEFT_FOREVER);
+    if (--x->producers_left == 0)
+        weft_cond_broadcast(&x->notempty);
+    weft_mutex_unlock(&x->m);
+    return NULL;
+}
+
+static void *pc_consumer(void *p)
+{
+    struct pc *x = p;
+    int k = 0;
+    for (;;) {
+        if (weft_mutex_lock(&x->m, WEFT_FOREVER) != 0) {
+            atomic_fetch_add(&x->errors, 1);
+            return NULL;
+        }
+        while (x->len == 0 && x->producers_left > 0)
+            pc_wait(x, &x->notempty, ++k & 1);
+        if (x->len == 0) {
+            weft_mutex_unlock(&x->m);
+            return NULL;
+        }
+        uint64_t v = x->buf[x->head];
+        x->head = (x->head + 1) % PC_CAP;
+        x->len--;
+        x->taken_sum += v;
+        x->taken_n++;
+        weft_cond_signal(&x->notfull);
+        weft_mutex_unlock(&x->m);
+        if ((k & 31) == 0)
+            weft_yield();
+    }
+}
+
+static void body_cond_stress(void *unused)
+{
+    (void)unused;
+    static struct pc x;
+    memset(&x, 0, sizeof x);
+    ck_assert_int_eq(weft_mutex_init(&x.m), 0);
+    ck_assert_int_eq(weft_cond_init(&x.notfull), 0);
+    ck_assert_int_eq(weft_cond_init(&x.notempty), 0);
+    x.producers_left = PC_PRODUCERS;
+    weft_fiber *f[PC_PRODUCERS + PC_CONSUMERS];
+    for (int i = 0; i < PC_CONSUMERS; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, pc_consumer, &x), 0);
+    for (int i = 0; i < PC_PRODUCERS; i++)
+        ck_assert_int_eq(weft_spawn(&f[PC_CONSUMERS + i], NULL, pc_producer, &x), 0);
+    for (int i = 0; i < PC_PRODUCERS + PC_CONSUMERS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    uint64_t n = (uint64_t)(ST_ITERS / 2);
+    ck_assert_int_eq(atomic_load(&x.errors), 0);
+    ck_assert_uint_eq(x.taken_n, PC_PRODUCERS * n);
+    ck_assert_uint_eq(x.taken_sum, PC_PRODUCERS * (n * (n + 1) / 2));
+    ck_assert_int_eq(x.len, 0);
+    ck_assert_uint_eq(weft__cond_waiters(&x.notfull), 0);
+    ck_assert_uint_eq(weft__cond_waiters(&x.notempty), 0);
+    ck_assert_uint_eq(weft__mutex_owner(&x.m), 0);
+    ck_assert_uint_eq(weft__mutex_waiters(&x.m), 0);
+}
+
+START_TEST(stress_cond)
+{
+    FOR_WORKERS(body_cond_stress, NULL);
+}
+END_TEST
+
+/* Wait groups: many fibers add and finish concurrently while the count is
+ * held above zero, so no waiter may return until the final done; then
+ * they all must. A second group is waited on with short deadlines. */
+#define WG_ADDERS 32
+#define WG_WAITERS 8
+
+struct wg_stress {
+    weft_wg wg, quick;
+    _Atomic int returned, errors;
+};
+
+static void *wg_adder(void *p)
+{
+    struct wg_stress *x = p;
+    int iters = ST_ITERS / 5;
+    for (int i = 0; i < iters; i++) {
+        if (weft_wg_add(&x->wg, 2) != 0 || weft_wg_add(&x->quick, 1) != 0)
+            atomic_fetch_add(&x->errors, 1);
+        if ((i & 7) == 0)
+            weft_yield();
+        if (weft_wg_done(&x->wg) != 0 || weft_wg_done(&x->wg) != 0 ||
+            weft_wg_done(&x->quick) != 0)
+            atomic_fetch_add(&x->errors, 1);
+    }
+    return NULL;
+}
+
+static void *wg_stress_waiter(void *p)
+{
+    struct wg_stress *x = p;
+    /* The quick group touches zero often: short waits race with it. */
+    for (int i = 0; i < 50; i++) {
+        int r = weft_wg_wait(&x->quick, weft_now() + 10000);
+        if (r != 0 && r != -ETIMEDOUT)
+            atomic_fetch_add(&x->errors, 1);
+    }
+    int r = weft_wg_wait(&x->wg, WEFT_FOREVER);
+    if (r != 0)
+        atomic_fetch_add(&x->errors, 1);
+    atomic_fetch_add(&x->returned, 1);
+    return NULL;
+}
+
+static void body_wg_stress(void *unused)
+{
+    (void)unused;
+    static struct wg_stress x;
+    memset(&x, 0, sizeof x);
+    ck_assert_int_eq(weft_wg_init(&x.wg), 0);
+    ck_assert_int_eq(weft_wg_init(&x.quick), 0);
+    ck_assert_int_eq(weft_wg_add(&x.wg, 1), 0);       /* held until the end */
+    weft_fiber *a[WG_ADDERS], *wt[WG_WAITERS];
+    for (int i = 0; i < WG_WAITERS; i++)
+        ck_assert_int_eq(weft_spawn(&wt[i], NULL, wg_stress_waiter, &x), 0);
+    for (int i = 0; i < WG_ADDERS; i++)
+        ck_assert_int_eq(weft_spawn(&a[i], NULL, wg_adder, &x), 0);
+    for (int i = 0; i < WG_ADDERS; i++)
+        ck_assert_int_eq(weft_join(a[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&x.returned), 0);
+    ck_assert_int_eq(weft_wg_done(&x.wg), 0);
+    for (int i = 0; i < WG_WAITERS; i++)
+        ck_assert_int_eq(weft_join(wt[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&x.errors), 0);
+    ck_assert_int_eq(atomic_load(&x.returned), WG_WAITERS);
+    ck_assert_uint_eq(weft__wg_waiters(&x.wg), 0);
+    ck_assert_uint_eq(weft__wg_waiters(&x.quick), 0);
+    ck_assert_int_eq(weft_wg_wait(&x.quick, weft_now() - 1), 0);   /* back to zero */
+}
+
+START_TEST(stress_wg)
+{
+    FOR_WORKERS(body_wg_stress, NULL);
+}
+END_TEST
+
+/* Cancellation racing with hand-offs: waiters on a mutex and a semaphore
+ * are cancelled while the resource is being handed around; every waiter
+ * either got the resource (and gives it back) or saw -ECANCELED, and
+ * nothing is left queued or owned. */
+struct cancel_stress {
+    weft_mutex m;
+    weft_sem s;
+    _Atomic int got, cancelled, errors;
+};
+
+static void *cancel_victim(void *p)
+{
+    struct cancel_stress *x = p;
+    for (int i = 0; i < 100; i++) {
+        int r = (i & 1) ? weft_mutex_lock(&x->m, WEFT_FOREVER) : weft_sem_acquire(&x->s, WEFT_FOREVER);
+        if (r == -ECANCELED) {
+            atomic_fetch_add(&x->cancelled, 1);
+            return NULL;
+        }
+        if (r != 0) {
+            atomic_fetch_add(&x->errors, 1);
+            return NULL;
+        }
+        atomic_fetch_add(&x->got, 1);
+        weft_yield();
+        r = (i & 1) ? weft_mutex_unlock(&x->m) : weft_sem_release(&x->s);
+        if (r != 0)
+            atomic_fetch_add(&x->errors, 1);
+    }
+    return NULL;
+}
+
+static void body_cancel_stress(void *unused)
+{
+    (void)unused;
+    static struct cancel_stress x;
+    uint64_t rs = test_seed_value;
+    int rounds = test_quick() ? 5 : 30;
+    for (int round = 0; round < rounds; round++) {
+        memset(&x, 0, sizeof x);
+        ck_assert_int_eq(weft_mutex_init(&x.m), 0);
+        ck_assert_int_eq(weft_sem_init(&x.s, 2), 0);
+        weft_fiber *f[32];
+        for (int i = 0; i < 32; i++)
+            ck_assert_int_eq(weft_spawn(&f[i], NULL, cancel_victim, &x), 0);
+        for (int i = 0; i < 32; i++) {
+            for (int k = rng_below(&rs, 4); k > 0; k--)
+                weft_yield();
+            weft_cancel(f[i]);
+        }
+        for (int i = 0; i < 32; i++)
+            ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+        ck_assert_int_eq(atomic_load(&x.errors), 0);
+        ck_assert_uint_eq(weft__mutex_owner(&x.m), 0);
+        ck_assert_uint_eq(weft__mutex_waiters(&x.m), 0);
+        ck_assert_uint_eq(weft__sem_waiters(&x.s), 0);
+        ck_assert_int_eq(weft__sem_value(&x.s), 2);
+    }
+}
+
+START_TEST(stress_cancel_handoff)
+{
+    FOR_WORKERS(body_cancel_stress, NULL);
 }
 END_TEST
 
@@ -915,6 +1345,14 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, wg_basic);
     tcase_add_test(tc, mutex_cond_model);
     suite_add_tcase(s, tc);
+    TCase *st = tcase_create("stress");
+    tcase_set_timeout(st, 120);
+    tcase_add_test(st, stress_mutex);
+    tcase_add_test(st, stress_sem);
+    tcase_add_test(st, stress_cond);
+    tcase_add_test(st, stress_wg);
+    tcase_add_test(st, stress_cancel_handoff);
+    suite_add_tcase(s, st);
     return s;
 }
 

@@ -265,6 +265,56 @@ START_TEST(idle_runtime_uses_no_cpu)
 }
 END_TEST
 
+/* Many sleepers at once (with two workers: on both, skipped while the
+ * runtime answers -ENOTSUP); none wakes early and all finish. */
+#include <stdatomic.h>
+#include <stdio.h>
+
+static _Atomic int early, slept;
+
+static void *sleeper_loop(void *arg)
+{
+    intptr_t id = (intptr_t)arg;
+    for (int i = 0; i < 10; i++) {
+        int64_t d = weft_now() + (int64_t)((id + i) % 4) * 500000;
+        if (weft_sleep_until(d) != 0 || weft_now() < d)
+            atomic_fetch_add(&early, 1);
+        atomic_fetch_add(&slept, 1);
+    }
+    return NULL;
+}
+
+static void body_many_sleepers(void *arg)
+{
+    (void)arg;
+    atomic_store(&early, 0);
+    atomic_store(&slept, 0);
+    weft_fiber *f[64];
+    for (intptr_t i = 0; i < 64; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, sleeper_loop, (void *)i), 0);
+    for (int i = 0; i < 64; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&early), 0);
+    ck_assert_int_eq(atomic_load(&slept), 640);
+}
+
+START_TEST(many_sleepers_workers)
+{
+    static const int counts[] = { 1, 2 };
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        weft_config cfg;
+        weft_config_init(&cfg);
+        cfg.workers = counts[i];
+        int r = weft_run(&cfg, body_many_sleepers, NULL);
+        if (r == -ENOTSUP) {
+            printf("skipped with %d workers: the runtime says -ENOTSUP\n", counts[i]);
+            continue;
+        }
+        ck_assert_msg(r == 0, "weft_run(workers=%d): %s", counts[i], weft_strerror(r));
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("time");
@@ -281,6 +331,7 @@ int main(void)
     tcase_add_test(tc, interval_skip_stays_on_grid);
     tcase_add_test(tc, interval_delay_restarts_schedule);
     tcase_add_test(tc, idle_runtime_uses_no_cpu);
+    tcase_add_test(tc, many_sleepers_workers);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
