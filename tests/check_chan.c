@@ -5,7 +5,15 @@
  * drains, then -EPIPE; waiters woken with -EPIPE), past deadlines, real
  * expiry and cancellation of send, receive and select with the queues
  * checked empty afterwards, select fairness, large selects, element sizes
- * 0 and 1 KiB, and freeing a channel that has waiters.
+ * 0 and 1 KiB, freeing a channel that has waiters, and the "stale" nodes a
+ * claimed select leaves behind until it runs (skipped by everybody, a free
+ * deferred until they are gone).
+ *
+ * Stress tests (meant for several workers, run with one too): many
+ * producers and consumers on rendezvous and buffered channels, selects over
+ * three channels (one listed twice) while they are closed one by one, and
+ * short deadlines plus cancellations racing with transfers; every value is
+ * numbered and must arrive exactly once if and only if its send succeeded.
  *
  * The randomized model test drives 1-3 channels of random capacity from
  * several actor fibers through thousands of random sequences of send,
@@ -20,12 +28,51 @@
  */
 #include "actors.h"
 
+#include <stdatomic.h>
+
 uint64_t test_seed_value;
 
 static const int worker_counts[] = { 1, 2 };
 #define FOR_WORKERS(body, arg) \
-    for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
-        run_workers(worker_counts[wi_], body, arg)
+    do { \
+        for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
+            run_workers(worker_counts[wi_], body, arg); \
+        forced_locks(body, arg); \
+    } while (0)
+
+/* WEFT_TEST_FORCE_LOCKS=1 also runs each scenario on one worker that
+ * claims to be multi-worker (w->mt), so chan.c takes its spinlocks and
+ * claims with CAS for real: a lock left held or taken twice hangs the test
+ * (Check's timeout), a broken claim trips the counts. Off by default: it
+ * pokes the scheduler's flag. */
+struct forced { void (*body)(void *); void *arg; };
+
+static void forced_main(void *p)
+{
+    struct forced *fo = p;
+    weft__worker()->mt = true;
+    fo->body(fo->arg);
+    weft__worker()->mt = false;
+}
+
+static void forced_locks(void (*body)(void *), void *arg)
+{
+    const char *e = getenv("WEFT_TEST_FORCE_LOCKS");
+    if (!e || *e != '1')
+        return;
+    struct forced fo = { body, arg };
+    run_workers(1, forced_main, &fo);
+}
+
+/* The targeted tests settle() and then look at the queues: their fibers
+ * must run on the caller's worker (with several workers too). */
+static int spawn_here(weft_fiber **f, weft_fn fn, void *arg)
+{
+    weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = 1;
+    return weft_spawn(f, &a, fn, arg);
+}
 
 static void no_waiters(weft_chan *ch)
 {
@@ -147,7 +194,7 @@ static void body_rendezvous(void *unused)
     weft_fiber *f[3];
     for (int i = 0; i < 3; i++) {
         s[i] = (struct span){ ch, 100 * (i + 1), 3, -1 };
-        ck_assert_int_eq(weft_spawn(&f[i], NULL, sender, &s[i]), 0);
+        ck_assert_int_eq(spawn_here(&f[i], sender, &s[i]), 0);
     }
     settle();
     size_t ns, nr;
@@ -185,7 +232,7 @@ static void body_buffered(void *unused)
     ck_assert_int_eq(weft_chan_len(ch), 3);
     struct span s = { ch, 3, 4, -1 };
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, sender, &s), 0);
+    ck_assert_int_eq(spawn_here(&f, sender, &s), 0);
     settle();                                          /* it blocks on the full buffer */
     size_t ns;
     weft__chan_waiters(ch, &ns, NULL);
@@ -228,7 +275,7 @@ static void body_close(void *unused)
     /* a blocked sender is woken by close with -EPIPE */
     struct span s = { ch, 9, 1, -1 };
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, sender, &s), 0);
+    ck_assert_int_eq(spawn_here(&f, sender, &s), 0);
     settle();
     ck_assert_int_eq(weft_chan_close(ch), 0);
     void *res;
@@ -248,7 +295,7 @@ static void body_close(void *unused)
     weft_fiber *rf[4];
     for (int i = 0; i < 4; i++) {
         r[i] = (struct span){ rv, 0, 1, -1 };
-        ck_assert_int_eq(weft_spawn(&rf[i], NULL, receiver, &r[i]), 0);
+        ck_assert_int_eq(spawn_here(&rf[i], receiver, &r[i]), 0);
     }
     settle();
     size_t nr;
@@ -307,10 +354,10 @@ static void body_deadline_cancel(void *unused)
     /* (each joins the select on the same side, so none can match another) */
     struct span s = { ch[1], 1, 1, -1 };
     weft_fiber *f[3];
-    ck_assert_int_eq(weft_spawn(&f[0], NULL, sender, &s), 0);
+    ck_assert_int_eq(spawn_here(&f[0], sender, &s), 0);
     struct span r = { ch[0], 0, 1, -1 };
-    ck_assert_int_eq(weft_spawn(&f[1], NULL, receiver, &r), 0);
-    ck_assert_int_eq(weft_spawn(&f[2], NULL, select_recv2, ch), 0);
+    ck_assert_int_eq(spawn_here(&f[1], receiver, &r), 0);
+    ck_assert_int_eq(spawn_here(&f[2], select_recv2, ch), 0);
     settle();
     size_t ns, nr;
     weft__chan_waiters(ch[0], &ns, &nr);
@@ -344,7 +391,7 @@ static void body_select_once(void *unused)
     ck_assert_int_eq(weft_chan_open(&ch[0], sizeof(int64_t), 0), 0);
     ck_assert_int_eq(weft_chan_open(&ch[1], sizeof(int64_t), 0), 0);
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, select_recv2, ch), 0);
+    ck_assert_int_eq(spawn_here(&f, select_recv2, ch), 0);
     settle();
     int64_t v = 5;
     ck_assert_int_eq(weft_chan_recv(ch[1], &v, weft_now() - 1), 0);  /* takes its send clause */
@@ -363,7 +410,7 @@ static void body_select_once(void *unused)
     ck_assert_int_eq(cl[0].result, 1);
     /* ... also when it is closed while the select waits */
     weft_chan *same[2] = { ch[0], ch[0] };   /* outlives the fiber */
-    ck_assert_int_eq(weft_spawn(&f, NULL, select_recv2, same), 0);
+    ck_assert_int_eq(spawn_here(&f, select_recv2, same), 0);
     settle();
     size_t ns, nr;
     weft__chan_waiters(ch[0], &ns, &nr);
@@ -434,7 +481,7 @@ static void body_select_big(void *unused)
         cl[i] = (weft_clause){ ch[i], WEFT_RECV, &v[i], 1 };
     }
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, send_one_to, ch[77]), 0);
+    ck_assert_int_eq(spawn_here(&f, send_one_to, ch[77]), 0);
     ck_assert_int_eq(weft_select(cl, K, WEFT_FOREVER), 77);   /* parks: more than 16 nodes */
     ck_assert_int_eq(cl[77].result, 0);
     ck_assert_int_eq(v[77], 4242);
@@ -474,7 +521,7 @@ static void body_sizes(void *unused)
     weft_chan *ch;
     ck_assert_int_eq(weft_chan_open(&ch, sizeof(struct big), 0), 0);
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, send_big, ch), 0);
+    ck_assert_int_eq(spawn_here(&f, send_big, ch), 0);
     struct big b;
     ck_assert_int_eq(weft_chan_recv(ch, &b, WEFT_FOREVER), 0);
     ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
@@ -486,7 +533,7 @@ static void body_sizes(void *unused)
     ck_assert_int_eq(weft_chan_open(&ch, 0, 2), 0);
     ck_assert_int_eq(weft_chan_send(ch, NULL, WEFT_FOREVER), 0);
     ck_assert_int_eq(weft_chan_recv(ch, NULL, WEFT_FOREVER), 0);
-    ck_assert_int_eq(weft_spawn(&f, NULL, signal_event, ch), 0);
+    ck_assert_int_eq(spawn_here(&f, signal_event, ch), 0);
     weft_clause c = { ch, WEFT_RECV, NULL, 1 };
     ck_assert_int_eq(weft_chan_recv(ch, NULL, weft_now() - 1), -ETIMEDOUT);
     ck_assert_int_eq(weft_select(&c, 1, WEFT_FOREVER), 0);
@@ -509,9 +556,9 @@ static void body_free_with_waiters(void *unused)
     ck_assert_int_eq(weft_chan_open(&other, sizeof(int64_t), 0), 0);
     struct span r = { ch, 0, 1, -1 };
     weft_fiber *fr, *fs;
-    ck_assert_int_eq(weft_spawn(&fr, NULL, receiver, &r), 0);
+    ck_assert_int_eq(spawn_here(&fr, receiver, &r), 0);
     weft_chan *pair[2] = { ch, other };
-    ck_assert_int_eq(weft_spawn(&fs, NULL, select_recv2, pair), 0);
+    ck_assert_int_eq(spawn_here(&fs, select_recv2, pair), 0);
     settle();
     weft_chan_free(ch);               /* wakes both with -EPIPE, then frees */
     void *res;
@@ -526,6 +573,412 @@ static void body_free_with_waiters(void *unused)
 START_TEST(free_with_waiters)
 {
     FOR_WORKERS(body_free_with_waiters, NULL);
+}
+END_TEST
+
+/* A select claimed through one channel leaves "stale" nodes on its other
+ * channels until it runs again; nobody may match them, and a free of such a
+ * channel waits for the owner to take its node off (one worker: the owner
+ * stays runnable, not running, while the caller goes on). */
+static void body_stale_nodes(void *unused)
+{
+    (void)unused;
+    weft_chan *ch[2];
+    ck_assert_int_eq(weft_chan_open(&ch[0], sizeof(int64_t), 0), 0);
+    ck_assert_int_eq(weft_chan_open(&ch[1], sizeof(int64_t), 0), 0);
+    weft_fiber *f;
+    ck_assert_int_eq(spawn_here(&f, select_recv2, ch), 0);
+    settle();
+    int64_t v = 5;
+    /* claims the select through its send clause on ch[1] ... */
+    ck_assert_int_eq(weft_chan_recv(ch[1], &v, weft_now() - 1), 0);
+    /* ... so its receive node on ch[0] is stale: not a receiver */
+    ck_assert_int_eq(weft_chan_send(ch[0], &v, weft_now() - 1), -ETIMEDOUT);
+    weft_clause cl[2] = { { ch[0], WEFT_SEND, &v, 1 }, { ch[0], WEFT_SEND, &v, 1 } };
+    ck_assert_int_eq(weft_select(cl, 2, weft_now() - 1), -ETIMEDOUT);
+    void *res;
+    ck_assert_int_eq(weft_join(f, &res, WEFT_FOREVER), 0);
+    ck_assert_int_eq((intptr_t)res, 1);
+    no_waiters(ch[0]);
+    no_waiters(ch[1]);
+
+    /* the same again, and free ch[0] while the stale node is on it */
+    ck_assert_int_eq(spawn_here(&f, select_recv2, ch), 0);
+    settle();
+    ck_assert_int_eq(weft_chan_recv(ch[1], &v, weft_now() - 1), 0);
+    size_t ns, nr;
+    weft__chan_waiters(ch[0], &ns, &nr);
+    ck_assert_uint_eq(nr, 1);                   /* still queued, stale */
+    weft_chan_free(ch[0]);                      /* the owner frees it once it has run */
+    ck_assert_int_eq(weft_join(f, &res, WEFT_FOREVER), 0);
+    ck_assert_int_eq((intptr_t)res, 1);
+    no_waiters(ch[1]);
+    weft_chan_free(ch[1]);
+}
+
+START_TEST(stale_select_nodes)
+{
+    FOR_WORKERS(body_stale_nodes, NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------- concurrency stress
+ *
+ * These exist for several workers (fibers on several OS threads at once);
+ * with one worker they run too, as ordinary interleaving tests. Every value
+ * sent is numbered; the receivers count each number they get in seen[], and
+ * the senders note each number whose send reported success in sent[]. At
+ * the end every number must have been received exactly as often as its send
+ * succeeded (0 or 1), and every queue must be empty. */
+
+static int stress_scale(void) { return test_quick() ? 1 : 8; }
+
+struct tally {
+    _Atomic uint8_t *sent, *seen;
+    int64_t nvals;
+    _Atomic int64_t nsent, nseen;
+    _Atomic uint64_t sum_sent, sum_seen;
+};
+
+static void tally_init(struct tally *t, int64_t nvals)
+{
+    t->nvals = nvals;
+    t->sent = calloc((size_t)nvals, 1);
+    t->seen = calloc((size_t)nvals, 1);
+    ck_assert(t->sent && t->seen);
+    atomic_init(&t->nsent, 0);
+    atomic_init(&t->nseen, 0);
+    atomic_init(&t->sum_sent, 0);
+    atomic_init(&t->sum_seen, 0);
+}
+
+static void tally_sent(struct tally *t, int64_t v)
+{
+    REQUIRE(v >= 0 && v < t->nvals, "sent value %" PRId64 " out of range", v);
+    REQUIRE(atomic_fetch_add(&t->sent[v], 1) == 0, "value %" PRId64 " sent twice", v);
+    atomic_fetch_add(&t->nsent, 1);
+    atomic_fetch_add(&t->sum_sent, (uint64_t)v * 2654435761u);
+}
+
+static void tally_seen(struct tally *t, int64_t v)
+{
+    REQUIRE(v >= 0 && v < t->nvals, "received value %" PRId64 " out of range", v);
+    REQUIRE(atomic_fetch_add(&t->seen[v], 1) == 0, "value %" PRId64 " received twice", v);
+    atomic_fetch_add(&t->nseen, 1);
+    atomic_fetch_add(&t->sum_seen, (uint64_t)v * 2654435761u);
+}
+
+static void tally_check(struct tally *t)
+{
+    ck_assert_int_eq(atomic_load(&t->nsent), atomic_load(&t->nseen));
+    ck_assert_uint_eq(atomic_load(&t->sum_sent), atomic_load(&t->sum_seen));
+    for (int64_t v = 0; v < t->nvals; v++)
+        REQUIRE(t->sent[v] == t->seen[v], "value %" PRId64 ": sent %d, received %d", v,
+                t->sent[v], t->seen[v]);
+    free((void *)t->sent);
+    free((void *)t->seen);
+}
+
+/* -- many producers and consumers on one channel */
+
+struct mpmc { weft_chan *ch; struct tally t; int64_t per; _Atomic int next_id; };
+
+static void *mpmc_producer(void *p)
+{
+    struct mpmc *m = p;
+    int id = atomic_fetch_add(&m->next_id, 1);
+    for (int64_t i = 0; i < m->per; i++) {
+        int64_t v = id * m->per + i;
+        int r = weft_chan_send(m->ch, &v, WEFT_FOREVER);
+        if (r)
+            return (void *)(intptr_t)r;
+        tally_sent(&m->t, v);
+        if ((i & 63) == 0)
+            weft_yield();
+    }
+    return NULL;
+}
+
+static void *mpmc_consumer(void *p)
+{
+    struct mpmc *m = p;
+    int64_t v, k = 0;
+    int r;
+    while ((r = weft_chan_recv(m->ch, &v, WEFT_FOREVER)) == 0) {
+        tally_seen(&m->t, v);
+        if ((++k & 127) == 0)
+            weft_yield();
+    }
+    return (void *)(intptr_t)(r == -EPIPE ? 0 : r);
+}
+
+static void body_mpmc(void *capp)
+{
+    enum { P = 6, C = 5 };
+    struct mpmc m = { .per = 2000 * stress_scale() };
+    atomic_init(&m.next_id, 0);
+    tally_init(&m.t, P * m.per);
+    ck_assert_int_eq(weft_chan_open(&m.ch, sizeof(int64_t), (size_t)(intptr_t)capp), 0);
+    weft_fiber *fp[P], *fc[C];
+    for (int i = 0; i < C; i++)
+        ck_assert_int_eq(weft_spawn(&fc[i], NULL, mpmc_consumer, &m), 0);
+    for (int i = 0; i < P; i++)
+        ck_assert_int_eq(weft_spawn(&fp[i], NULL, mpmc_producer, &m), 0);
+    void *res;
+    for (int i = 0; i < P; i++) {
+        ck_assert_int_eq(weft_join(fp[i], &res, WEFT_FOREVER), 0);
+        ck_assert_ptr_null(res);
+    }
+    ck_assert_int_eq(weft_chan_close(m.ch), 0);
+    for (int i = 0; i < C; i++) {
+        ck_assert_int_eq(weft_join(fc[i], &res, WEFT_FOREVER), 0);
+        ck_assert_ptr_null(res);
+    }
+    ck_assert_int_eq(atomic_load(&m.t.nseen), P * m.per);
+    tally_check(&m.t);
+    no_waiters(m.ch);
+    weft_chan_free(m.ch);
+}
+
+START_TEST(stress_mpmc)
+{
+    static const size_t caps[] = { 0, 1, 16 };
+    for (size_t i = 0; i < 3; i++)
+        FOR_WORKERS(body_mpmc, (void *)(intptr_t)caps[i]);
+}
+END_TEST
+
+/* -- selects over three channels (one listed twice), closed while busy */
+
+enum { SX_CH = 3 };
+
+struct sx {
+    weft_chan *ch[SX_CH];
+    struct tally t;
+    int64_t per;
+    _Atomic int next_id;
+    _Atomic int64_t delivered;       /* successful sends so far: paces the closer */
+};
+
+/* Sends per values, each through a select over the channels still open;
+ * stops early when all are closed. */
+static void *sx_producer(void *p)
+{
+    struct sx *x = p;
+    int id = atomic_fetch_add(&x->next_id, 1);
+    bool open[SX_CH] = { true, true, true };
+    int64_t v = 0;
+    for (int64_t i = 0; i < x->per; i++) {
+        v = id * x->per + i;
+        weft_clause cl[SX_CH];
+        int map[SX_CH], n = 0;
+        for (int c = 0; c < SX_CH; c++)
+            if (open[c]) {
+                cl[n] = (weft_clause){ x->ch[c], WEFT_SEND, &v, 1 };
+                map[n++] = c;
+            }
+        if (n == 0)
+            break;
+        int k = weft_select(cl, (size_t)n, WEFT_FOREVER);
+        REQUIRE(k >= 0 && k < n, "producer select returned %d", k);
+        if (cl[k].result == 0) {
+            tally_sent(&x->t, v);
+            atomic_fetch_add(&x->delivered, 1);
+        } else {
+            REQUIRE(cl[k].result == -EPIPE, "send clause result %d", cl[k].result);
+            open[map[k]] = false;
+            i--;                       /* the value was not sent: try it elsewhere */
+        }
+    }
+    return NULL;
+}
+
+/* Receives through a select over the open channels (channel 0 listed twice)
+ * until every channel is closed and drained. */
+static void *sx_consumer(void *p)
+{
+    struct sx *x = p;
+    bool open[SX_CH] = { true, true, true };
+    int64_t v[SX_CH + 1];
+    for (;;) {
+        weft_clause cl[SX_CH + 1];
+        int map[SX_CH + 1], n = 0;
+        for (int c = 0; c < SX_CH; c++)
+            if (open[c]) {
+                cl[n] = (weft_clause){ x->ch[c], WEFT_RECV, &v[n], 1 };
+                map[n++] = c;
+            }
+        if (n == 0)
+            break;
+        if (open[0]) {
+            cl[n] = (weft_clause){ x->ch[0], WEFT_RECV, &v[n], 1 };
+            map[n++] = 0;
+        }
+        int k = weft_select(cl, (size_t)n, WEFT_FOREVER);
+        REQUIRE(k >= 0 && k < n, "consumer select returned %d", k);
+        for (int i = 0; i < n; i++)
+            REQUIRE(i == k || cl[i].result == 1, "clause %d touched", i);
+        if (cl[k].result == 0)
+            tally_seen(&x->t, v[k]);
+        else {
+            REQUIRE(cl[k].result == -EPIPE, "receive clause result %d", cl[k].result);
+            open[map[k]] = false;
+        }
+    }
+    return NULL;
+}
+
+static void body_select_close(void *unused)
+{
+    (void)unused;
+    enum { P = 5, C = 4 };
+    struct sx x = { .per = 1500 * stress_scale() };
+    atomic_init(&x.next_id, 0);
+    atomic_init(&x.delivered, 0);
+    tally_init(&x.t, P * x.per);
+    static const size_t caps[SX_CH] = { 0, 1, 4 };
+    for (int c = 0; c < SX_CH; c++)
+        ck_assert_int_eq(weft_chan_open(&x.ch[c], sizeof(int64_t), caps[c]), 0);
+    weft_fiber *fp[P], *fc[C];
+    for (int i = 0; i < C; i++)
+        ck_assert_int_eq(weft_spawn(&fc[i], NULL, sx_consumer, &x), 0);
+    for (int i = 0; i < P; i++)
+        ck_assert_int_eq(weft_spawn(&fp[i], NULL, sx_producer, &x), 0);
+    /* close the channels one by one while the traffic runs */
+    int64_t total = P * x.per;
+    for (int c = 0; c < SX_CH; c++) {
+        while (atomic_load(&x.delivered) < total * (c + 1) / 4)
+            weft_yield();
+        ck_assert_int_eq(weft_chan_close(x.ch[(c + 1) % SX_CH]), 0);
+    }
+    void *res;
+    for (int i = 0; i < P; i++)
+        ck_assert_int_eq(weft_join(fp[i], &res, WEFT_FOREVER), 0);
+    for (int i = 0; i < C; i++)
+        ck_assert_int_eq(weft_join(fc[i], &res, WEFT_FOREVER), 0);
+    printf("select close: %" PRId64 " of %" PRId64 " sends delivered\n",
+           (int64_t)atomic_load(&x.t.nsent), total);
+    ck_assert_int_ge(atomic_load(&x.t.nseen), total * 3 / 4);
+    tally_check(&x.t);
+    for (int c = 0; c < SX_CH; c++) {
+        no_waiters(x.ch[c]);
+        weft_chan_free(x.ch[c]);
+    }
+}
+
+START_TEST(stress_select_close)
+{
+    FOR_WORKERS(body_select_close, NULL);
+}
+END_TEST
+
+/* -- deadlines (and cancellations) racing with transfers: a send either
+ * delivers its value exactly once or reports failure and delivers nothing */
+
+struct dl {
+    weft_chan *ch[2];
+    struct tally t;
+    int64_t per;
+    _Atomic int next_id;
+};
+
+static int64_t short_deadline(uint64_t *rs)
+{
+    return weft_now() + (int64_t)(rng_next(rs) % 200000);    /* 0-200 us */
+}
+
+static void *dl_sender(void *p)
+{
+    struct dl *d = p;
+    int id = atomic_fetch_add(&d->next_id, 1);
+    uint64_t rs = test_seed_value + (uint64_t)id * 7919;
+    for (int64_t i = 0; i < d->per; i++) {
+        int64_t v = id * d->per + i;
+        int r;
+        if (rng_next(&rs) & 1) {
+            r = weft_chan_send(d->ch[i & 1], &v, short_deadline(&rs));
+        } else {
+            weft_clause cl[2] = { { d->ch[0], WEFT_SEND, &v, 1 }, { d->ch[1], WEFT_SEND, &v, 1 } };
+            int k = weft_select(cl, 2, short_deadline(&rs));
+            r = k < 0 ? k : cl[k].result;
+        }
+        if (r == 0)
+            tally_sent(&d->t, v);
+        else if (r == -ECANCELED)
+            break;
+        else
+            REQUIRE(r == -ETIMEDOUT, "send: %d", r);
+    }
+    return NULL;
+}
+
+static void *dl_receiver(void *p)
+{
+    struct dl *d = p;
+    uint64_t rs = test_seed_value ^ (uint64_t)(uintptr_t)&rs;
+    for (;;) {
+        int64_t v[2];
+        int r;
+        if (rng_next(&rs) & 1) {
+            int c = (int)(rng_next(&rs) & 1);
+            r = weft_chan_recv(d->ch[c], &v[0], short_deadline(&rs));
+        } else {
+            weft_clause cl[2] = { { d->ch[0], WEFT_RECV, &v[0], 1 },
+                                  { d->ch[1], WEFT_RECV, &v[1], 1 } };
+            int k = weft_select(cl, 2, short_deadline(&rs));
+            r = k < 0 ? k : cl[k].result;
+            if (k > 0)
+                v[0] = v[1];
+        }
+        if (r == 0)
+            tally_seen(&d->t, v[0]);
+        else if (r == -ECANCELED || r == -EPIPE)
+            return NULL;
+        else
+            REQUIRE(r == -ETIMEDOUT, "receive: %d", r);
+    }
+}
+
+static void body_deadline_race(void *unused)
+{
+    (void)unused;
+    enum { S = 6, R = 6 };
+    struct dl d = { .per = 1000 * stress_scale() };
+    atomic_init(&d.next_id, 0);
+    tally_init(&d.t, S * d.per);
+    ck_assert_int_eq(weft_chan_open(&d.ch[0], sizeof(int64_t), 0), 0);
+    ck_assert_int_eq(weft_chan_open(&d.ch[1], sizeof(int64_t), 2), 0);
+    weft_fiber *fs[S], *fr[R];
+    for (int i = 0; i < R; i++)
+        ck_assert_int_eq(weft_spawn(&fr[i], NULL, dl_receiver, &d), 0);
+    for (int i = 0; i < S; i++)
+        ck_assert_int_eq(weft_spawn(&fs[i], NULL, dl_sender, &d), 0);
+    /* cancel a sender and a receiver part-way: their current call fails */
+    weft_sleep_ms(2);
+    ck_assert_int_eq(weft_cancel(fs[0]), 0);
+    ck_assert_int_eq(weft_cancel(fr[0]), 0);
+    for (int i = 0; i < S; i++)
+        ck_assert_int_eq(weft_join(fs[i], NULL, WEFT_FOREVER), 0);
+    /* the senders are done: close, and the receivers drain the buffer */
+    ck_assert_int_eq(weft_chan_close(d.ch[0]), 0);
+    ck_assert_int_eq(weft_chan_close(d.ch[1]), 0);
+    for (int i = 0; i < R; i++)
+        ck_assert_int_eq(weft_join(fr[i], NULL, WEFT_FOREVER), 0);
+    int64_t v;
+    while (weft_chan_recv(d.ch[1], &v, WEFT_FOREVER) == 0)   /* if every receiver gave up */
+        tally_seen(&d.t, v);
+    printf("deadline race: %" PRId64 " of %" PRId64 " sends delivered\n",
+           (int64_t)atomic_load(&d.t.nsent), d.t.nvals);
+    tally_check(&d.t);
+    no_waiters(d.ch[0]);
+    no_waiters(d.ch[1]);
+    weft_chan_free(d.ch[0]);
+    weft_chan_free(d.ch[1]);
+}
+
+START_TEST(stress_deadline_race)
+{
+    FOR_WORKERS(body_deadline_race, NULL);
 }
 END_TEST
 
@@ -912,6 +1365,8 @@ START_TEST(chan_model)
                "%ld timeouts, %ld cancels, %ld closes\n",
                run.sequences, run.ops, run.blocked, run.selects_ready, run.timeouts, run.cancels,
                run.closes);
+    struct cm_run forced = { .sequences = run.sequences / 3 };
+    forced_locks(body_chan_model, &forced);
 }
 END_TEST
 
@@ -933,7 +1388,11 @@ static Suite *chan_suite(void)
     tcase_add_test(tc, select_many_clauses);
     tcase_add_test(tc, element_sizes);
     tcase_add_test(tc, free_with_waiters);
+    tcase_add_test(tc, stale_select_nodes);
     tcase_add_test(tc, chan_model);
+    tcase_add_test(tc, stress_mpmc);
+    tcase_add_test(tc, stress_select_close);
+    tcase_add_test(tc, stress_deadline_race);
     suite_add_tcase(s, tc);
     return s;
 }
