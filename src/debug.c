@@ -192,6 +192,7 @@ static void add_rt(struct weft_rt *rt, void *ctx)
         s->switches += rd(&rt->ws[i]->n_switches);
         s->steals += rd(&rt->ws[i]->n_steals);
     }
+    weft__lock(&rt->w0, &rt->pool_lock);
     /* Stacks in the workers' caches are free, though not in the pool. */
     uint64_t cached = 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
@@ -210,6 +211,7 @@ static void add_rt(struct weft_rt *rt, void *ctx)
         if (p->high_water > s->stack_high_water)
             s->stack_high_water = p->high_water;
     }
+    weft__unlock(&rt->w0, &rt->pool_lock);
 }
 
 void weft_stats_get(weft_stats *out)

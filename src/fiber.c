@@ -188,8 +188,10 @@ static int stack_get(struct weft__worker *w, struct weft__pool *pool, struct wef
 {
     if (!w->mt)
         return weft__stack_get(pool, s);
-    if (w->nscache && pool == w->rt->pools) {
-        *s = w->scache[--w->nscache];
+    size_t n = w->nscache;
+    if (n && pool == w->rt->pools) {
+        *s = w->scache[n - 1];
+        __atomic_store_n(&w->nscache, n - 1, __ATOMIC_RELAXED);    /* stats read it */
         return 0;
     }
     weft__spin_lock(&w->rt->pool_lock);
@@ -210,7 +212,8 @@ static void stack_put(struct weft__worker *w, struct weft__stack *s)
      * prealloc_fibers' promise (no allocation) whatever worker spawns. */
     if (pool == w->rt->pools && !pool->measure && !pool->reserve &&
         w->nscache < sizeof w->scache / sizeof w->scache[0]) {
-        w->scache[w->nscache++] = s;
+        w->scache[w->nscache] = s;
+        __atomic_store_n(&w->nscache, w->nscache + 1, __ATOMIC_RELAXED);
         return;
     }
     weft__spin_lock(&w->rt->pool_lock);
@@ -222,8 +225,10 @@ void weft__worker_caches_flush(struct weft__worker *w)
 {
     struct weft_rt *rt = w->rt;
     weft__lock(w, &rt->pool_lock);
-    while (w->nscache)
-        weft__stack_put(rt->pools, w->scache[--w->nscache]);
+    while (w->nscache) {
+        weft__stack_put(rt->pools, w->scache[w->nscache - 1]);
+        __atomic_store_n(&w->nscache, w->nscache - 1, __ATOMIC_RELAXED);
+    }
     weft__unlock(w, &rt->pool_lock);
     weft__lock(w, &rt->ft_lock);
     while (w->fcache) {
@@ -283,6 +288,7 @@ int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft
     /* joiner and result were cleared when the block was freed. */
     atomic_store_explicit(&f->flags, 0, memory_order_relaxed);
     f->home = NULL;
+    f->rt = rt;
     f->stack = s;
     f->canary = s->guard == WEFT__GK_CANARY ? (const uint64_t *)(const void *)s->lo : NULL;
     f->spawn_site = NULL;

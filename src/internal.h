@@ -88,6 +88,7 @@ struct weft__fiber {
     weft__fctx ctx;                 /* saved context while not running */
     struct weft__fiber *next;       /* run queue link */
     struct weft__worker *w;         /* worker it last ran on */
+    struct weft_rt *rt;             /* its runtime, fixed from spawn */
     _Atomic uint8_t state;          /* enum weft__fstate */
     _Atomic uint8_t flags;          /* enum weft__fflag */
     _Atomic uint8_t on_cpu;         /* several workers: its stack is still in use */

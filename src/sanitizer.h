@@ -97,8 +97,12 @@ static inline void weft__san_before_jump(struct weft__san *from, struct weft__sa
 }
 
 /* The TSan half of a switch, called at the last moment by the switch
- * itself (which TSan must not instrument, see WEFT__NO_TSAN). */
-static inline void weft__san_tsan_switch(struct weft__san *to)
+ * itself (which TSan must not instrument, see WEFT__NO_TSAN). Always
+ * inlined: TSan still records entry and exit of every function it does not
+ * instrument otherwise, and a frame of its own here would be entered on the
+ * old fiber's shadow stack and left on the new one's, popping an entry the
+ * new fiber never pushed (a fresh fiber's shadow stack then underflows). */
+__attribute__((always_inline)) static inline void weft__san_tsan_switch(struct weft__san *to)
 {
     (void)to;
 #ifdef WEFT__TSAN
@@ -128,7 +132,7 @@ static inline void weft__san_stack_acquire(struct weft__san *s, void *lo, size_t
     s->tsan_fiber = __tsan_create_fiber(0);
 #endif
 #ifdef WEFT__VALGRIND
-    if (weft__unlikely(weft__on_valgrind))
+    if (weft__unlikely(__atomic_load_n(&weft__on_valgrind, __ATOMIC_RELAXED)))
         s->vg_id = VALGRIND_STACK_REGISTER(lo, (char *)lo + size);
 #endif
 }
@@ -146,7 +150,7 @@ static inline void weft__san_stack_release(struct weft__san *s, void *lo, size_t
     }
 #endif
 #ifdef WEFT__VALGRIND
-    if (weft__unlikely(weft__on_valgrind))
+    if (weft__unlikely(__atomic_load_n(&weft__on_valgrind, __ATOMIC_RELAXED)))
         VALGRIND_STACK_DEREGISTER(s->vg_id);
 #endif
 }
@@ -178,7 +182,9 @@ static inline void weft__san_thread_init(struct weft__san *s)
 static inline int weft__valgrind_detect(void)
 {
 #ifdef WEFT__VALGRIND
-    return weft__on_valgrind = RUNNING_ON_VALGRIND != 0;
+    int on = RUNNING_ON_VALGRIND != 0;      /* runtimes on other threads read it */
+    __atomic_store_n(&weft__on_valgrind, on, __ATOMIC_RELAXED);
+    return on;
 #else
     return 0;
 #endif

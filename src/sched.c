@@ -307,7 +307,7 @@ static void mt_push(struct weft__worker *w, struct weft__fiber *f, int how)
         return;
     }
     if (how) {
-        f = atomic_exchange_explicit(&w->lifo, f, RLX);
+        f = atomic_exchange_explicit(&w->lifo, f, memory_order_acq_rel);
         if (!f)
             goto out;
     }
@@ -428,9 +428,11 @@ static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct
         errno = from->saved_errno;
 }
 
-static int64_t next_timer_ns(const struct weft__worker *w)
+static int64_t next_timer_ns(struct weft__worker *w)
 {
+    weft__lock(w, &w->wheel_lock);  /* fibers elsewhere may be disarming */
     uint64_t tick = weft__wheel_next(&w->wheel);
+    weft__unlock(w, &w->wheel_lock);
     if (tick == WEFT__TICK_NONE)
         return INT64_MAX;
     return w->epoch + (int64_t)tick * WEFT__TICK_NS;
@@ -594,13 +596,13 @@ out:
 
 bool weft__wake(struct weft__fiber *f, int result)
 {
-    struct weft__worker *fw = f->w;
-    if (!fw->mt) {
+    struct weft_rt *rt = f->rt;
+    if (!rt->mt) {
         if (state_of(f) != WEFT__F_PARKED)
             return false;
         f->wake_result = result;
         set_state(f, WEFT__F_RUNNABLE);
-        list_push(fw, f);
+        list_push(&rt->w0, f);
         return true;
     }
     uint8_t parked = WEFT__F_PARKED;
@@ -608,10 +610,10 @@ bool weft__wake(struct weft__fiber *f, int result)
         return false;
     f->wake_result = result;
     struct weft__worker *w = weft__worker();
-    if (w && w->rt == fw->rt)
+    if (w && w->rt == rt)
         mt_push(w, f, 1);
     else
-        weft__inject(fw->rt, f);
+        weft__inject(rt, f);
     return true;
 }
 
@@ -1033,8 +1035,12 @@ static void mt_loop(struct weft__worker *w)
         int64_t until = next_timer_ns(w);
         if (io_due < until)
             until = io_due;
-        if (w == &rt->w0 && pools_trimmable(rt) && next_trim < until)
-            until = next_trim;
+        if (w == &rt->w0 && next_trim < until) {
+            weft__spin_lock(&rt->pool_lock);
+            if (pools_trimmable(rt))
+                until = next_trim;
+            weft__spin_unlock(&rt->pool_lock);
+        }
         mt_sleep(w, until);
     }
 }

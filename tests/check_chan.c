@@ -32,37 +32,22 @@
 
 uint64_t test_seed_value;
 
+/* Each body runs in a pinned fiber (run_pinned), so the fibers it spawns
+ * with spawn_here() share its worker and its settle() sees them; the
+ * stress tests' own fibers are unpinned and spread over both workers. */
 static const int worker_counts[] = { 1, 2 };
+struct pinned_body { void (*body)(void *); void *arg; };
+static void run_body_pinned(void *p)
+{
+    struct pinned_body *pb = p;
+    run_pinned(pb->body, pb->arg);
+}
 #define FOR_WORKERS(body, arg) \
     do { \
+        struct pinned_body pb_ = { body, arg }; \
         for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
-            run_workers(worker_counts[wi_], body, arg); \
-        forced_locks(body, arg); \
+            run_workers(worker_counts[wi_], run_body_pinned, &pb_); \
     } while (0)
-
-/* WEFT_TEST_FORCE_LOCKS=1 also runs each scenario on one worker that
- * claims to be multi-worker (w->mt), so chan.c takes its spinlocks and
- * claims with CAS for real: a lock left held or taken twice hangs the test
- * (Check's timeout), a broken claim trips the counts. Off by default: it
- * pokes the scheduler's flag. */
-struct forced { void (*body)(void *); void *arg; };
-
-static void forced_main(void *p)
-{
-    struct forced *fo = p;
-    weft__worker()->mt = true;
-    fo->body(fo->arg);
-    weft__worker()->mt = false;
-}
-
-static void forced_locks(void (*body)(void *), void *arg)
-{
-    const char *e = getenv("WEFT_TEST_FORCE_LOCKS");
-    if (!e || *e != '1')
-        return;
-    struct forced fo = { body, arg };
-    run_workers(1, forced_main, &fo);
-}
 
 /* The targeted tests settle() and then look at the queues: their fibers
  * must run on the caller's worker (with several workers too). */
@@ -1356,6 +1341,11 @@ static void body_chan_model(void *p)
     }
 }
 
+static void pinned_chan_model(void *p)
+{
+    run_pinned(body_chan_model, p);
+}
+
 START_TEST(chan_model)
 {
     struct cm_run run = { .sequences = test_quick() ? 300 : 3000 };
@@ -1365,8 +1355,11 @@ START_TEST(chan_model)
                "%ld timeouts, %ld cancels, %ld closes\n",
                run.sequences, run.ops, run.blocked, run.selects_ready, run.timeouts, run.cancels,
                run.closes);
-    struct cm_run forced = { .sequences = run.sequences / 3 };
-    forced_locks(body_chan_model, &forced);
+    /* And on one of two workers, the actors pinned beside the controller:
+     * the same interleavings, with every lock and claim taken for real
+     * while the other worker runs the runtime's own business. */
+    struct cm_run two = { .sequences = run.sequences / 3 };
+    run_workers(2, pinned_chan_model, &two);
 }
 END_TEST
 

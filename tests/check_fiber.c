@@ -35,7 +35,7 @@ static void *record_order(void *arg)
     return NULL;
 }
 
-static void body_fifo(void *unused)
+static void *fifo_here(void *unused)
 {
     (void)unused;
     norder = 0;
@@ -51,6 +51,19 @@ static void body_fifo(void *unused)
     ck_assert_int_eq(norder, 8);
     for (int i = 0; i < 8; i++)
         ck_assert_int_eq(order[i], i);
+    return NULL;
+}
+
+/* The check runs in a pinned fiber: main itself may change workers. */
+static void body_fifo(void *unused)
+{
+    (void)unused;
+    weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = 1;
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, &a, fifo_here, NULL), 0);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
 }
 
 START_TEST(spawn_runs_in_fifo_order_after_yield)
@@ -210,7 +223,10 @@ static void body_cancel_before_run(void *unused)
 {
     (void)unused;
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, report_cancel, NULL), 0);
+    weft_attr a;            /* pinned: with several workers it must not start first */
+    weft_attr_init(&a);
+    a.pinned = 1;
+    ck_assert_int_eq(weft_spawn(&f, &a, report_cancel, NULL), 0);
     ck_assert_int_eq(weft_cancel(f), 0);
     ck_assert_int_eq(weft_cancel(f), 0); /* idempotent */
     void *res;
@@ -273,7 +289,7 @@ START_TEST(cancel_while_joining)
 }
 END_TEST
 
-static int leftovers_cancelled, leftovers_started;
+static _Atomic int leftovers_cancelled, leftovers_started;
 static void *born_cancelled(void *arg)
 {
     (void)arg;
@@ -428,7 +444,7 @@ END_TEST
 
 /* A fiber that yields in a loop must not starve timers: the sleeper below
  * only wakes if the scheduler still runs the wheel. */
-static volatile int stop_spinning;
+static _Atomic int stop_spinning;
 static void *wake_later(void *arg)
 {
     (void)arg;

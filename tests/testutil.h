@@ -3,6 +3,7 @@
 #define WEFT_TESTUTIL_H
 
 #include <check.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <weft.h>
