@@ -11,12 +11,16 @@
 #   7. soak: the echo server under mixed abuse (WEFT_SOAK_SECONDS);
 #   8. matrix: clang release and gcc debug builds with -Werror and their
 #      tests, and the core suites on each stack-guard path (mprotect guards,
-#      canaries) forced with WEFT_TEST_GUARD.
-# Stages can be picked: scripts/test.sh release asan valgrind consumer fault fuzz soak matrix
+#      canaries) forced with WEFT_TEST_GUARD;
+#   9. tsan: clang under ThreadSanitizer, the multi-worker runs of every
+#      suite (ctest label "mt": two workers, and two with migration).
+# Every stage runs each suite with one worker and, as <suite>_mt and
+# <suite>_migrate, with two.
+# Stages can be picked: scripts/test.sh release asan valgrind consumer fault fuzz soak matrix tsan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-stages=${*:-release asan valgrind consumer fault fuzz soak matrix}
+stages=${*:-release asan tsan valgrind consumer fault fuzz soak matrix}
 scripts/deps.sh clang libclang-rt-14-dev valgrind gdb redis-server libhiredis-dev
 jobs=2
 say() { printf '\n== %s\n' "$*"; }
@@ -60,6 +64,15 @@ asan)
         -DWEFT_SANITIZE=address,undefined
     (cd build/asan && CK_FORK=no ASAN_OPTIONS=detect_leaks=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest -j"$jobs" --output-on-failure)
+    ;;
+tsan)
+    say "clang -Werror, TSan, the multi-worker runs of every suite"
+    build build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+        -DWEFT_SANITIZE=thread -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
+    # The hook suite is left out: TSan's own interceptors sit where the
+    # hook's do. halt_on_error turns any report into a failed test.
+    (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        ctest -j"$jobs" --output-on-failure -L mt -E '^hook')
     ;;
 valgrind)
     say "valgrind (memcheck) over every suite"

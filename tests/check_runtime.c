@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 START_TEST(config_defaults)
@@ -411,6 +412,214 @@ END_TEST
 
 /* -------------------------------------------------------------- strerror */
 
+static void body_worker_stats(void *unused)
+{
+    (void)unused;
+    weft_worker_stats ws;
+    int n = test_workers();
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(weft_worker_stats_get(i, &ws), 0);
+    ck_assert_int_eq(weft_worker_stats_get(n, &ws), -EINVAL);
+    ck_assert_int_eq(weft_worker_stats_get(-1, &ws), -EINVAL);
+    ck_assert_int_eq(weft_worker_stats_get(0, NULL), -EINVAL);
+    uint64_t before = 0, after = 0, switches = 0;
+    for (int i = 0; i < n; i++) {
+        weft_worker_stats_get(i, &ws);
+        before += ws.spawned;
+    }
+    weft_fiber *f[10];
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, nap, (void *)(intptr_t)1), 0);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    for (int i = 0; i < n; i++) {
+        weft_worker_stats_get(i, &ws);
+        after += ws.spawned;
+        switches += ws.switches;
+    }
+    ck_assert_uint_eq(after, before + 10);
+    ck_assert_uint_ge(switches, 20);
+}
+
+/* ------------------------------------------------------ several workers */
+
+/* Foreign threads and a runtime whose workers keep going idle: every post
+ * below must wake a sleeping worker, thousands of times over. A wake-up
+ * lost between "queue looked empty" and "asleep" (the fence in
+ * sched.c's mt_sleep and notify) leaves a post unrun and the test hangs
+ * until Check's timeout fails it. */
+struct lockstep { weft_rt *_Atomic rt; _Atomic long done; weft_sem stop; };
+
+static void step_run(void *p) { atomic_fetch_add(&((struct lockstep *)p)->done, 1); }
+static void step_stop(void *p) { weft_sem_release(&((struct lockstep *)p)->stop); }
+
+static void *step_poster(void *p)
+{
+    struct lockstep *ls = p;
+    while (!atomic_load(&ls->rt))
+        sched_yield();
+    for (long i = 0; i < 50000; i++) {
+        long want = atomic_load(&ls->done) + 1;
+        if (weft_post(atomic_load(&ls->rt), step_run, ls) != 0)
+            return (void *)1;
+        while (atomic_load(&ls->done) < want)
+            ;       /* the runtime is idle again before the next post */
+    }
+    return weft_post(atomic_load(&ls->rt), step_stop, ls) == 0 ? NULL : (void *)1;
+}
+
+/* main waits without a deadline: no timer can cover for a lost wake-up. */
+static void body_lockstep(void *p)
+{
+    struct lockstep *ls = p;
+    atomic_store(&ls->rt, weft_runtime());
+    ck_assert_int_eq(weft_sem_acquire(&ls->stop, WEFT_FOREVER), 0);
+}
+
+START_TEST(no_lost_wakeups_with_idle_workers)
+{
+    struct lockstep ls = { NULL, 0, WEFT_SEM_INIT(0) };
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, step_poster, &ls), 0);
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 2;
+    run_in_runtime(&c, body_lockstep, &ls);
+    void *r;
+    pthread_join(th, &r);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(atomic_load(&ls.done), 50000);
+}
+END_TEST
+
+/* Two pinned fibers on different workers hand a token back and forth
+ * through channels: each hand-off wakes the other worker from its sleep. */
+struct relay { weft_chan *a, *b; int n; };
+
+static void *relay_back(void *p)
+{
+    struct relay *r = p;
+    for (int i = 0; i < r->n; i++) {
+        int v;
+        if (weft_chan_recv(r->a, &v, WEFT_FOREVER) != 0 || weft_chan_send(r->b, &v, WEFT_FOREVER) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void *relay_spawn_back(void *p)
+{
+    /* Spawned pinned from a fiber that runs on the other worker. */
+    weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = 1;
+    weft_fiber *f;
+    if (weft_spawn(&f, &a, relay_back, p) != 0)
+        return (void *)1;
+    void *res;
+    weft_join(f, &res, WEFT_FOREVER);
+    return res;
+}
+
+static void body_relay(void *unused)
+{
+    (void)unused;
+    struct relay r = { .n = 20000 };
+    ck_assert_int_eq(weft_chan_open(&r.a, sizeof(int), 0), 0);
+    ck_assert_int_eq(weft_chan_open(&r.b, sizeof(int), 0), 0);
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, NULL, relay_spawn_back, &r), 0);
+    for (int i = 0; i < r.n; i++) {
+        int v = i;
+        ck_assert_int_eq(weft_chan_send(r.a, &v, WEFT_FOREVER), 0);
+        ck_assert_int_eq(weft_chan_recv(r.b, &v, WEFT_FOREVER), 0);
+        ck_assert_int_eq(v, i);
+    }
+    void *res;
+    ck_assert_int_eq(weft_join(f, &res, WEFT_FOREVER), 0);
+    ck_assert_ptr_null(res);
+    weft_chan_free(r.a);
+    weft_chan_free(r.b);
+}
+
+START_TEST(cross_worker_relay)
+{
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 2;
+    run_in_runtime(&c, body_relay, NULL);
+}
+END_TEST
+
+/* An idle multi-worker runtime sleeps: no spinning, no polling loop. */
+static void body_idle(void *p)
+{
+    double *cpu_ms = p;
+    struct timespec a, b;
+    weft_sleep_ms(20);      /* let the start-up settle */
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+    weft_sleep_ms(500);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    *cpu_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+START_TEST(idle_workers_use_no_cpu)
+{
+    double cpu_ms = -1;
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 4;
+    run_in_runtime(&c, body_idle, &cpu_ms);
+    /* 500 ms of wall time on 4 workers: a busy loop would show 2000 ms. */
+    ck_assert_msg(cpu_ms >= 0 && cpu_ms < 25, "idle runtime used %.1f ms of CPU in 500 ms", cpu_ms);
+}
+END_TEST
+
+/* weft_post from 10 threads at once, 100k each: nothing lost, nothing
+ * run twice (bench_mt measures the rate). */
+struct flood { weft_rt *_Atomic rt; _Atomic long ran; _Atomic int posters_done; };
+
+static void flood_run(void *p) { atomic_fetch_add(&((struct flood *)p)->ran, 1); }
+
+static void *flood_poster(void *p)
+{
+    struct flood *fl = p;
+    while (!atomic_load(&fl->rt))
+        sched_yield();
+    for (int i = 0; i < 100000; i++)
+        while (weft_post(atomic_load(&fl->rt), flood_run, fl) == -ENOMEM)
+            sched_yield();
+    atomic_fetch_add(&fl->posters_done, 1);
+    return NULL;
+}
+
+static void body_flood(void *p)
+{
+    struct flood *fl = p;
+    atomic_store(&fl->rt, weft_runtime());
+    while (atomic_load(&fl->posters_done) < 10 || atomic_load(&fl->ran) < 10 * 100000L)
+        weft_sleep_ms(1);
+}
+
+START_TEST(post_flood_from_ten_threads)
+{
+    struct flood fl = { NULL, 0, 0 };
+    pthread_t th[10];
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, flood_poster, &fl), 0);
+    run_in_runtime(NULL, body_flood, &fl);
+    for (int i = 0; i < 10; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_eq(atomic_load(&fl.ran), 10 * 100000L);
+}
+END_TEST
+
+START_TEST(worker_stats_per_worker)
+{
+    run_in_runtime(NULL, body_worker_stats, NULL);
+}
+END_TEST
+
 START_TEST(strerror_covers_every_code)
 {
     const int codes[] = { EPERM, ESRCH, EINVAL, ENOMEM, ETIMEDOUT, ECANCELED, EPIPE, EDEADLK,
@@ -445,6 +654,11 @@ int main(void)
     tcase_add_test(tc, stack_high_water_is_measured);
     tcase_add_test(tc, sigquit_prints_a_dump);
     tcase_add_test(tc, strerror_covers_every_code);
+    tcase_add_test(tc, worker_stats_per_worker);
+    tcase_add_test(tc, no_lost_wakeups_with_idle_workers);
+    tcase_add_test(tc, cross_worker_relay);
+    tcase_add_test(tc, idle_workers_use_no_cpu);
+    tcase_add_test(tc, post_flood_from_ten_threads);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
