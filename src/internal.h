@@ -84,20 +84,21 @@ struct weft__wait {
     int uncancellable;              /* cancel only marks the fiber (e.g. offload) */
 };
 
+/* The fields a switch touches come first, in one cache line. */
 struct weft__fiber {
     weft__fctx ctx;                 /* saved context while not running */
     struct weft__fiber *next;       /* run queue link */
     struct weft__worker *w;         /* worker it last ran on */
-    struct weft_rt *rt;             /* its runtime, fixed from spawn */
     _Atomic uint8_t state;          /* enum weft__fstate */
     _Atomic uint8_t flags;          /* enum weft__fflag */
     _Atomic uint8_t on_cpu;         /* several workers: its stack is still in use */
     uint8_t reserved_;
     int wake_result;                /* what weft__park() returns */
+    const uint64_t *canary;         /* non-NULL: an unguarded stack's canary word */
+    struct weft_rt *rt;             /* its runtime, fixed from spawn */
     int saved_errno;                /* errno across switches (several workers) */
     struct weft__worker *home;      /* pinned fibers: the worker they stay on */
     struct weft__worker *timer_w;   /* whose wheel timer is armed on */
-    const uint64_t *canary;         /* non-NULL: an unguarded stack's canary word */
     union { weft_fn fn; void (*vfn)(void *); };
     void *arg;
     void *result;
@@ -121,12 +122,14 @@ struct weft__fiber {
 #define WEFT__WORKERS_MAX 1024       /* weft_config.workers above this: -EINVAL */
 
 struct weft__worker {
+    /* what every switch touches first */
     struct weft_rt *rt;
     bool mt;                        /* the runtime has several workers: take locks */
-    struct weft__fiber *current;    /* running fiber, or &sched */
-    struct weft__fiber sched;       /* this thread's own context */
-    struct weft__fiber *rq_head, *rq_tail;
     unsigned budget;                /* switches left before looking at the clock */
+    struct weft__fiber *current;    /* running fiber, or &sched */
+    struct weft__fiber *rq_head, *rq_tail;
+    _Atomic uint64_t n_switches;
+    struct weft__fiber sched;       /* this thread's own context */
     int64_t next_check;             /* ns: when a fiber switch must pass the scheduler */
     int64_t next_io;                /* ns: earliest time for the next non-blocking reactor look */
     bool sched_queued;              /* &sched waits on the run queue for its turn (see sched.c) */
@@ -139,7 +142,7 @@ struct weft__worker {
     struct weft__iotab *io;         /* io.c: per-descriptor waiters, made on first use */
     /* statistics, written by this worker only (relaxed atomics so other
      * threads may read them) */
-    _Atomic uint64_t n_switches, n_spawned, n_parks, n_polls;
+    _Atomic uint64_t n_spawned, n_parks, n_polls;
     _Atomic uint64_t n_steals, n_sleeps;
     /* ---- several workers (see sched.c) ---- */
     unsigned index;

@@ -370,7 +370,9 @@ size_t weft__rq_count(const struct weft__worker *w)
 
 /* ------------------------------------------------------------ switching */
 
-static inline void after_switch(weft__transfer t)
+/* mt: the runtime has several workers (the same for every worker, so a
+ * value read before the switch is still good after it). */
+static inline void after_switch(weft__transfer t, bool mt)
 {
     struct weft__fiber *prev = t.data;
     if (weft__unlikely(state_of(prev) == WEFT__F_EXITING)) {
@@ -378,7 +380,7 @@ static inline void after_switch(weft__transfer t)
         weft__fiber_reap(prev->w, prev);
     } else {
         prev->ctx = t.fctx;
-        if (prev->w->mt)
+        if (mt)
             atomic_store_explicit(&prev->on_cpu, 0, REL);
     }
 }
@@ -410,11 +412,14 @@ static inline void mt_claim(struct weft__fiber *from, struct weft__fiber *to)
     from->saved_errno = errno;
 }
 
-static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct weft__fiber *to)
+/* mt is passed in so that the one-worker paths, which pass a constant
+ * false, compile without any of the several-worker steps. */
+__attribute__((always_inline)) static inline void jump_mt(struct weft__worker *w,
+                                                          struct weft__fiber *from,
+                                                          struct weft__fiber *to, bool mt)
 {
     if (weft__unlikely(from->canary != NULL) && *from->canary != WEFT__CANARY)
         weft__overflow_report(from, "its stack canary was overwritten");
-    bool mt = w->mt;
     if (mt)
         mt_claim(from, to);
     to->w = w;
@@ -423,9 +428,14 @@ static inline void jump(struct weft__worker *w, struct weft__fiber *from, struct
     weft__san_before_jump(&from->san, &to->san, state_of(from) == WEFT__F_EXITING);
     weft__transfer t = switch_ctx(to->ctx, from, &to->san);
     weft__san_after_jump(&from->san);
-    after_switch(t);
+    after_switch(t, mt);
     if (mt)
         errno = from->saved_errno;
+}
+
+static void jump(struct weft__worker *w, struct weft__fiber *from, struct weft__fiber *to)
+{
+    jump_mt(w, from, to, w->mt);
 }
 
 static int64_t next_timer_ns(struct weft__worker *w)
@@ -470,12 +480,10 @@ static void mt_switch_away(struct weft__worker *w, struct weft__fiber *self)
     jump(w, self, next);
 }
 
-void weft__switch_away(struct weft__worker *w, struct weft__fiber *self)
+/* One worker: the path of every yield, kept inline in it. */
+__attribute__((always_inline)) static inline void st_switch_away(struct weft__worker *w,
+                                                                 struct weft__fiber *self)
 {
-    if (w->mt) {
-        mt_switch_away(w, self);
-        return;
-    }
     struct weft__fiber *next;
     if (weft__likely(w->rq_head != NULL) &&
         (weft__likely(--w->budget != 0) || !sched_due(w))) {
@@ -488,14 +496,27 @@ void weft__switch_away(struct weft__worker *w, struct weft__fiber *self)
     } else {
         next = &w->sched;
     }
-    jump(w, self, next);
+    jump_mt(w, self, next, false);
+}
+
+void weft__switch_away(struct weft__worker *w, struct weft__fiber *self)
+{
+    if (w->mt)
+        mt_switch_away(w, self);
+    else
+        st_switch_away(w, self);
 }
 
 void weft__yield(struct weft__worker *w, struct weft__fiber *self)
 {
     set_state(self, WEFT__F_RUNNABLE);
-    weft__rq_push(w, self);
-    weft__switch_away(w, self);
+    if (w->mt) {
+        mt_push(w, self, 0);
+        mt_switch_away(w, self);
+        return;
+    }
+    list_push(w, self);
+    st_switch_away(w, self);
 }
 
 /* The thread-local is read directly here, on entry, before any switch:
@@ -648,7 +669,7 @@ void weft__fiber_entry(weft__transfer t)
     struct weft__worker *w = prev->w;
     struct weft__fiber *self = w->current;
     weft__san_after_jump(&self->san);
-    after_switch(t);
+    after_switch(t, w->mt);
     if (atomic_load_explicit(&self->flags, RLX) & WEFT__FL_VOIDFN) {
         self->vfn(self->arg);
         self->result = NULL;
