@@ -632,7 +632,10 @@ bool weft__wake(struct weft__fiber *f, int result)
     f->wake_result = result;
     struct weft__worker *w = weft__worker();
     if (w && w->rt == rt)
-        mt_push(w, f, 1);
+        /* A fiber that wakes another hands it the LIFO slot (it runs next,
+         * while what it was given is in cache); the scheduler's own wakes
+         * (timers, I/O, posts) queue in order, as with one worker. */
+        mt_push(w, f, w->current != &w->sched);
     else
         weft__inject(rt, f);
     return true;
