@@ -23,6 +23,19 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* errno, looked up afresh at every use: weft_tcp_connect and
+ * weft_unix_connect park, and the fiber may resume on another worker
+ * thread, while glibc declares __errno_location() const (the compiler may
+ * reuse an address computed before the park). */
+__attribute__((noinline)) static int *errno_at(void)
+{
+    int *p = &errno;
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+#undef errno
+#define errno (*errno_at())
+
 #define MAX_ADDRS 8
 
 struct addrs {
