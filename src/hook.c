@@ -54,6 +54,11 @@
  * address parameters, which a definition cannot match; RTLD_NEXT (a GNU
  * extension) is spelled out below instead.
  *
+ * Several workers: the descriptor table is process-wide and atomic; a
+ * hook keeps nothing per worker or per thread across a park, and reads
+ * and writes errno through errno_at() (below) because a fiber may resume
+ * on another thread.
+ *
  * Invariants: a hook never changes errno on success paths that libc would
  * leave alone; S_MANAGED implies the open file is O_NONBLOCK as long as the
  * number names the same socket.
@@ -88,6 +93,20 @@
 #endif
 
 #define HOOK __attribute__((visibility("default")))
+
+/* errno, looked up afresh at every use. A hook that parks (weft_wait_fd,
+ * a sleep, an offload) may resume on another worker thread, and glibc
+ * declares __errno_location() const, so the compiler may reuse the address
+ * it computed before the park: the other thread's errno. The empty asm
+ * keeps the lookup from being treated as a constant. */
+__attribute__((noinline)) static int *errno_at(void)
+{
+    int *p = &errno;
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+#undef errno
+#define errno (*errno_at())
 
 /* ------------------------------------------------------------ real calls */
 

@@ -235,6 +235,13 @@ struct weft_rt {
 struct weft__worker *weft__worker(void);
 void weft__worker_set(struct weft__worker *w);
 
+/* The calling thread's errno, looked up afresh at every call. glibc
+ * declares __errno_location() const, so a compiler may reuse an errno
+ * address computed before a switch, which after a migration is another
+ * thread's. Code that reads errno after something that may switch uses
+ * this (io.c and net.c redefine errno to it). */
+int *weft__errno_at(void);
+
 /* The running fiber, or NULL when the caller is not in a fiber. */
 static inline struct weft__fiber *weft__self(struct weft__worker *w)
 {

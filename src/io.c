@@ -2,14 +2,36 @@
  * weft_wait_fd, read/write (+v, _full, _all), send/recv, recvfrom/sendto,
  * accept, connect, shutdown and close.
  *
- * The per-descriptor table. Each worker keeps an array indexed by fd that
- * grows (doubling) to the largest fd it has seen; there is no cap. An entry
- * holds the fibers parked to read and to write (two circular lists of
- * waiter nodes that live on the parked fibers' stacks), a generation that
- * changes whenever weft learns the number now names another descriptor, and
- * a few flags: initialised (made non-blocking, type probed), socket,
- * stream, registered with an edge-triggered reactor, and the two readiness
- * hints.
+ * The descriptor table. One table per runtime: with several workers every
+ * worker's w->io points at worker 0's (made eagerly by weft__io_init before
+ * the other workers start); a single worker makes it on first use. It is
+ * two-level: a fixed top array of NCHUNKS chunk pointers and chunks of
+ * CHUNK entries made on demand and published with a CAS (read with an
+ * acquire load, a plain load on x86). Entries never move, so an entry
+ * pointer stays valid for the runtime's life and lookups need no lock while
+ * the table grows: 64M descriptor numbers, no cap in practice, 32 bytes per
+ * number actually used (a chunk at a time). An entry holds the fibers
+ * parked to read and to write (two circular lists of waiter nodes that live
+ * on the parked fibers' stacks), a generation that changes whenever weft
+ * learns the number now names another descriptor, a state word (flags:
+ * initialised, socket, stream, registered with an edge-triggered reactor,
+ * the two readiness hints; and a report sequence, see below) and a lock.
+ *
+ * Locking (several workers). Each entry has a weft__lockword, taken with
+ * weft__lock() (a no-op with one worker). Everything that reads or changes
+ * an entry's queues, watched set, gen or state word does it under that
+ * lock, including the watch() calls for that descriptor; the lock is never
+ * held across the read/write syscall itself, and a fiber parks by queueing
+ * its nodes under the lock and passing it to weft__park(). Lock-free
+ * readers (the fast path) only load the state word and gen, which are
+ * atomics written only under the lock (relaxed stores: no atomic
+ * read-modify-write on the single-worker path). A fiber waiting for both
+ * directions (weft_wait_fd) has both its nodes in the same entry: whoever
+ * ends its wait (a report, close, the sweep, or wait.unlink on timeout or
+ * cancellation) removes both under the entry lock before waking it, so
+ * "did I remove the nodes" decides who owns the wake-up. Lock order: entry
+ * lock, then the poll backend's own lock inside watch(); the sweep lock is
+ * only ever tried.
  *
  * Registration. With an edge-triggered backend (epoll) a descriptor is
  * registered once, for both directions, the first time a fiber has to park
@@ -39,6 +61,18 @@
  *    descriptor then loses the optimisation for good;
  *  - a past deadline ignores the hints and tries the syscall once, as the
  *    API promises.
+ * With several workers a report can be processed by another worker while a
+ * fiber is between its syscall and its park (or between the short read and
+ * clearing the hint). The state word therefore carries a report sequence
+ * (bits 8-31), bumped under the entry lock with every report, reset or
+ * re-registration. A fiber loads the state word (flags and sequence in one
+ * load) before its syscall; it clears a hint, or queues itself to park,
+ * only under the entry lock and only if the sequence has not moved since;
+ * otherwise it tries the syscall again. So a hint is cleared only when no
+ * report was processed since the syscall that justified it, and every
+ * report after that finds the fiber queued (it reads the sequence under the
+ * same lock the report takes) or makes it retry. One worker never sees the
+ * sequence move in that window, so nothing changes for it.
  *
  * Descriptors closed behind weft's back. weft_close() wakes the waiters
  * with -EBADF, deregisters and only then closes. A plain close() cannot be
@@ -47,18 +81,25 @@
  * O_NONBLOCK re-checked on every call (a cleared flag means the number was
  * reused and the entry is rebuilt), descriptors weft creates itself (accept,
  * socket in net.c) reset their entry, and with an edge-triggered backend a
- * sweep timer re-arms every descriptor that has waiters once a second:
- * EBADF wakes the waiters with -EBADF and resets the entry; a registration
- * that had vanished (the number now names a new file) is re-added and the
- * waiters are woken to retry on whatever the number names now. The poll
- * backend sees a closed descriptor directly (POLLNVAL). So a fiber parked
- * on such a descriptor returns within about a second instead of never.
+ * sweep re-arms every descriptor that has waiters once a second: EBADF
+ * wakes the waiters with -EBADF and resets the entry; a registration that
+ * had vanished (the number now names a new file) is re-added and the
+ * waiters are woken to retry on whatever the number names now. The sweep
+ * runs from weft__io_tick(), which the scheduler loop calls and whose
+ * answer bounds its blocking poll; one thread sweeps at a time (a trylock).
+ * The poll backend sees a closed descriptor directly (POLLNVAL). So a fiber
+ * parked on such a descriptor returns within about a second instead of
+ * never.
  *
- * Invariants: a waiter node is linked iff its prev is non-NULL; a parked
- * fiber's nodes are unlinked by whoever ends its wait (io_ready, close, the
- * sweep, or park's unlink on timeout/cancel) or by the fiber itself when it
- * resumes; table entries may move (realloc) while fibers are parked, so
- * nodes record the fd, never an entry pointer.
+ * Migration. After a park a fiber may run on another worker thread: w is
+ * re-read from self->w, and errno is read through errno_at() below (glibc
+ * declares __errno_location() const, so a compiler may reuse the address
+ * it computed before the park: the other thread's errno).
+ *
+ * Invariants: a waiter node is linked iff its prev is non-NULL; both nodes
+ * of a parked fiber are linked or neither is; a parked fiber's nodes are
+ * unlinked, under the entry lock, by whoever ends its wait, before the
+ * fiber is woken, so when weft__park() returns they are off every queue.
  */
 #include "internal.h"
 #include "sys.h"
@@ -74,9 +115,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The calling thread's errno, looked up afresh at each use (see Migration
+ * above): the empty asm keeps the compiler from treating the lookup as a
+ * constant it may hoist across a park. */
+#undef errno
+#define errno (*weft__errno_at())
+
 #define SWEEP_NS        1000000000  /* how often parked descriptors are re-checked (edge backends) */
 #define BACKOFF_MIN_NS  1000000     /* accept under EMFILE: first pause ... */
 #define BACKOFF_MAX_NS  100000000   /* ... doubling up to this */
+
+#define CHUNK_BITS 10
+#define CHUNK      (1u << CHUNK_BITS)       /* entries per chunk */
+#define NCHUNKS    65536u                   /* 64M descriptor numbers */
 
 enum {
     E_INIT   = 1u << 0,  /* non-blocking set, type probed */
@@ -87,49 +138,101 @@ enum {
     E_WR     = 1u << 5,  /* a write may succeed */
     E_NOOPT  = 1u << 6   /* urgent data seen: never infer "drained" */
 };
+#define ST_FLAGS 0xffu    /* state word: flags ... */
+#define ST_SEQ1  0x100u   /* ... and the report sequence above them */
+
+struct parkrec;
 
 struct iowait {
     struct iowait *next, *prev;     /* circular; prev == NULL: not linked */
-    struct weft__fiber *f;
-    int fd;
+    struct parkrec *p;
     int dir;                        /* 0: readers, 1: writers */
 };
 
 struct parkrec {                    /* self->wait_data while parked on an fd */
     struct iowait node[2];
     int n;
+    int fd;
+    struct weft__fiber *f;
+    struct fdent *e;
+    int64_t since;                  /* worker clock when it parked (the sweep) */
 };
 
 struct fdent {
     struct iowait *q[2];            /* readers, writers (heads of circular lists) */
-    uint32_t gen;
-    uint8_t flags;
+    _Atomic uint32_t st;            /* flags | report sequence (ST_*) */
+    _Atomic uint32_t gen;
+    weft__lockword lock;
     uint8_t watched;                /* level backends: directions passed to watch() */
 };
 
 struct weft__iotab {
-    struct weft__worker *w;
-    struct fdent *ents;
-    size_t n;
-    size_t nwait;                   /* linked waiter nodes */
-    struct weft__timer sweep;
+    /* read on every lookup, rarely written */
+    struct weft__worker *owner;     /* the worker that made it and frees it */
+    _Atomic(struct fdent *) *chunks;/* NCHUNKS pointers */
+    _Atomic uint32_t hi;            /* chunks[hi..] are all NULL */
+    char pad_[64];                  /* keeps the counters below off that cache line */
+    /* written by every park and wake-up */
+    _Atomic size_t nwait;           /* linked waiter nodes */
+    _Atomic int64_t next_sweep;     /* ns; 0: no sweep planned */
+    weft__lockword sweep_lock;      /* held by the thread sweeping */
 };
-
-static void sweep_fire(struct weft__timer *t);
 
 /* ------------------------------------------------------------ table */
 
-static struct weft__iotab *tab_get(struct weft__worker *w)
+static inline uint32_t st_load(struct fdent *e)
 {
-    if (weft__likely(w->io != NULL))
-        return w->io;
+    return atomic_load_explicit(&e->st, memory_order_relaxed);
+}
+
+/* Only under the entry lock (or with one worker). */
+static inline void st_store(struct fdent *e, uint32_t v)
+{
+    atomic_store_explicit(&e->st, v, memory_order_relaxed);
+}
+
+static inline uint32_t gen_load(struct fdent *e)
+{
+    return atomic_load_explicit(&e->gen, memory_order_relaxed);
+}
+
+static inline bool same_seq(uint32_t a, uint32_t b)
+{
+    return ((a ^ b) & ~ST_FLAGS) == 0;
+}
+
+/* Counters shared by the workers: atomic read-modify-writes only when there
+ * are several. */
+static inline void nwait_add(const struct weft__worker *w, struct weft__iotab *t, long d)
+{
+    if (w->mt)
+        atomic_fetch_add_explicit(&t->nwait, (size_t)d, memory_order_seq_cst);
+    else
+        atomic_store_explicit(&t->nwait,
+                              atomic_load_explicit(&t->nwait, memory_order_relaxed) + (size_t)d,
+                              memory_order_relaxed);
+}
+
+static struct weft__iotab *tab_new(struct weft__worker *w)
+{
     struct weft__iotab *t = weft__calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->w = w;
-    weft__timer_init(&t->sweep, sweep_fire);
+    t->chunks = weft__calloc(NCHUNKS, sizeof *t->chunks);
+    if (!t->chunks) {
+        free(t);
+        return NULL;
+    }
+    t->owner = w;
     w->io = t;
     return t;
+}
+
+static inline struct weft__iotab *tab_get(struct weft__worker *w)
+{
+    if (weft__likely(w->io != NULL))
+        return w->io;
+    return tab_new(w);
 }
 
 int weft__io_init(struct weft__worker *w)
@@ -137,62 +240,80 @@ int weft__io_init(struct weft__worker *w)
     return tab_get(w) ? 0 : -ENOMEM;
 }
 
-int64_t weft__io_tick(struct weft__worker *w, int64_t now)
+static struct fdent *chunk_make(struct weft__iotab *t, unsigned c)
 {
-    (void)w;
-    (void)now;
-    return INT64_MAX;
+    struct fdent *n = weft__calloc(CHUNK, sizeof *n);
+    if (!n)
+        return NULL;
+    struct fdent *expect = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&t->chunks[c], &expect, n,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        free(n);        /* another worker made it first */
+        return expect;
+    }
+    uint32_t hi = atomic_load_explicit(&t->hi, memory_order_relaxed);
+    while (hi <= c && !atomic_compare_exchange_weak_explicit(&t->hi, &hi, c + 1,
+                                                             memory_order_release,
+                                                             memory_order_relaxed))
+        ;
+    return n;
 }
 
-/* The entry of fd, growing the table to hold it; NULL only when out of memory. */
-static struct fdent *ent_get(struct weft__worker *w, int fd)
+/* The entry of fd (fd >= 0), making its chunk; NULL only when out of
+ * memory or beyond the table. */
+static inline struct fdent *ent_get(struct weft__worker *w, int fd)
 {
     struct weft__iotab *t = tab_get(w);
-    if (!t)
+    if (weft__unlikely(!t))
         return NULL;
-    if (weft__likely((size_t)fd < t->n))
-        return &t->ents[fd];
-    size_t n = t->n ? t->n : 64;
-    while (n <= (size_t)fd)
-        n *= 2;
-    struct fdent *e = weft__realloc(t->ents, n * sizeof *e);
-    if (!e)
+    unsigned c = (unsigned)fd >> CHUNK_BITS;
+    if (weft__unlikely(c >= NCHUNKS))
         return NULL;
-    memset(e + t->n, 0, (n - t->n) * sizeof *e);
-    t->ents = e;
-    t->n = n;
-    return &e[fd];
+    struct fdent *ch = atomic_load_explicit(&t->chunks[c], memory_order_acquire);
+    if (weft__unlikely(!ch) && !(ch = chunk_make(t, c)))
+        return NULL;
+    return &ch[(unsigned)fd & (CHUNK - 1)];
 }
 
 /* The entry of fd if the table holds one (no allocation). */
 static inline struct fdent *ent_find(struct weft__worker *w, int fd)
 {
     struct weft__iotab *t = w->io;
-    return (t && fd >= 0 && (size_t)fd < t->n) ? &t->ents[fd] : NULL;
+    if (!t || fd < 0 || ((unsigned)fd >> CHUNK_BITS) >= NCHUNKS)
+        return NULL;
+    struct fdent *ch = atomic_load_explicit(&t->chunks[(unsigned)fd >> CHUNK_BITS],
+                                            memory_order_acquire);
+    return ch ? &ch[(unsigned)fd & (CHUNK - 1)] : NULL;
 }
 
+/* Drops w's reference; the worker that made the table frees it, so with a
+ * shared table that worker must be finalised after the others. */
 void weft__io_fini(struct weft__worker *w)
 {
     struct weft__iotab *t = w->io;
     if (!t)
         return;
-    if (weft__timer_armed(&t->sweep))
-        weft__wheel_del(&w->wheel, &t->sweep);
-    free(t->ents);
-    free(t);
     w->io = NULL;
+    if (t->owner != w)
+        return;
+    uint32_t hi = atomic_load_explicit(&t->hi, memory_order_acquire);
+    for (uint32_t c = 0; c < hi; c++)
+        free(atomic_load_explicit(&t->chunks[c], memory_order_relaxed));
+    free(t->chunks);
+    free(t);
 }
 
-/* Makes fd non-blocking and learns what it is. Keeps E_REG: the caller
- * decides whether an existing registration is still trusted. */
-static int fd_init(struct fdent *e, int fd)
+/* Makes fd non-blocking and learns what it is. Keeps E_REG (the caller
+ * decides whether an existing registration is still trusted) and the
+ * report sequence. The syscalls run outside the entry lock. */
+static int fd_init(struct weft__worker *w, struct fdent *e, int fd)
 {
     int fl = weft__sys_fcntl(fd, F_GETFL, 0);
     if (fl < 0)
         return -errno;
     if (!(fl & O_NONBLOCK) && weft__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
-    uint8_t f = (uint8_t)(E_INIT | E_RD | E_WR | (e->flags & E_REG));
+    uint32_t f = E_INIT | E_RD | E_WR;
     int type = 0;
     socklen_t len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
@@ -200,7 +321,10 @@ static int fd_init(struct fdent *e, int fd)
         if (type == SOCK_STREAM)
             f |= E_STREAM;
     }
-    e->flags = f;
+    weft__lock(w, &e->lock);
+    uint32_t s = st_load(e);
+    st_store(e, (s & (~ST_FLAGS | E_REG)) | f);
+    weft__unlock(w, &e->lock);
     return 0;
 }
 
@@ -235,7 +359,8 @@ static void q_remove(struct iowait **head, struct iowait *n)
     n->next = n->prev = NULL;
 }
 
-/* Level backends: make the watched set equal the directions with waiters. */
+/* Level backends: make the watched set equal the directions with waiters.
+ * Under the entry lock. */
 static int level_sync(struct weft__worker *w, struct fdent *e, int fd)
 {
     if (w->rops->edge)
@@ -250,58 +375,80 @@ static int level_sync(struct weft__worker *w, struct fdent *e, int fd)
     return 0;
 }
 
-static void node_unlink(struct weft__worker *w, struct iowait *n)
+/* Takes every node of p off its queue; how many were linked. Under the
+ * entry lock. */
+static inline int rec_unlink(struct weft__worker *w, struct parkrec *p)
 {
-    if (!linked(n))
-        return;
-    struct fdent *e = ent_find(w, n->fd);
-    weft__must(e != NULL, "an fd waiter without a table entry");
-    q_remove(&e->q[n->dir], n);
-    w->io->nwait--;
-    level_sync(w, e, n->fd);
+    int k = 0;
+    for (int i = 0; i < p->n; i++) {
+        struct iowait *n = &p->node[i];
+        if (linked(n)) {
+            q_remove(&p->e->q[n->dir], n);
+            k++;
+        }
+    }
+    if (k)
+        nwait_add(w, w->io, -k);
+    return k;
 }
 
-/* wait.unlink: the wait ended by timeout or cancellation. */
+/* wait.unlink: the wait ended by timeout or cancellation, on any worker.
+ * true iff the nodes were still queued (then the caller wakes the fiber). */
 static bool io_unlink(struct weft__fiber *f)
 {
     struct parkrec *p = f->wait_data;
-    bool removed = false;
-    for (int i = 0; i < p->n; i++) {
-        removed |= linked(&p->node[i]) != 0;
-        node_unlink(f->w, &p->node[i]);
-    }
+    if (!p)
+        return false;
+    struct weft__worker *w = f->w;      /* any worker: they share the table */
+    struct fdent *e = p->e;
+    weft__lock(w, &e->lock);
+    bool removed = rec_unlink(w, p) > 0;
+    if (removed)
+        level_sync(w, e, p->fd);
+    weft__unlock(w, &e->lock);
     return removed;
 }
 
-/* Wakes every fiber in queue dir of e with result. */
-static void wake_all(struct weft__iotab *t, struct fdent *e, int dir, int result)
+/* Wakes every fiber in queue dir of e with result, taking all its nodes
+ * (both directions) off first. Under the entry lock; the caller runs
+ * level_sync afterwards. */
+static inline __attribute__((always_inline)) void wake_all(struct weft__worker *w, struct fdent *e,
+                                                           int dir, int result)
 {
-    struct iowait *h = e->q[dir];
-    if (!h)
-        return;
-    e->q[dir] = NULL;
-    struct iowait *n = h;
-    do {
-        struct iowait *next = n->next;
-        n->next = n->prev = NULL;
-        t->nwait--;
-        weft__wake(n->f, result);
-        n = next;
-    } while (n != h);
+    struct iowait *n;
+    long k = 0;
+    while ((n = e->q[dir]) != NULL) {
+        struct parkrec *p = n->p;
+        struct weft__fiber *f = p->f;
+        if (weft__likely(p->n == 1)) {
+            q_remove(&e->q[dir], n);
+            k++;
+        } else {
+            for (int i = 0; i < p->n; i++)
+                if (linked(&p->node[i])) {
+                    q_remove(&e->q[p->node[i].dir], &p->node[i]);
+                    k++;
+                }
+        }
+        weft__wake(f, result);  /* p may be gone from here on */
+    }
+    if (k)
+        nwait_add(w, w->io, -k);
 }
 
 /* Something made the number fd stop naming the descriptor its waiters
- * wanted: wake them with -EBADF and forget what the entry knew. */
-static void ent_reset(struct weft__worker *w, struct fdent *e, int fd, uint8_t keep)
+ * wanted: wake them with -EBADF and forget what the entry knew. Under the
+ * entry lock. */
+static void ent_reset(struct weft__worker *w, struct fdent *e, int fd, uint32_t keep)
 {
-    wake_all(w->io, e, 0, -EBADF);
-    wake_all(w->io, e, 1, -EBADF);
+    wake_all(w, e, 0, -EBADF);
+    wake_all(w, e, 1, -EBADF);
     if (!w->rops->edge && e->watched) {
         w->rops->watch(w->reactor, fd, 0);
         e->watched = 0;
     }
-    e->gen++;
-    e->flags = keep;
+    atomic_store_explicit(&e->gen, gen_load(e) + 1, memory_order_relaxed);
+    st_store(e, ((st_load(e) & ~ST_FLAGS) + ST_SEQ1) | keep);
 }
 
 void weft__io_adopt(struct weft__worker *w, int fd, int flags)
@@ -311,10 +458,12 @@ void weft__io_adopt(struct weft__worker *w, int fd, int flags)
     struct fdent *e = ent_get(w, fd);
     if (!e)
         return;             /* the first call on fd will build the entry */
-    uint8_t keep = (uint8_t)(E_INIT | E_RD | E_WR |
-                             ((flags & WEFT__IO_SOCK) ? E_SOCK : 0) |
-                             ((flags & WEFT__IO_STREAM) ? E_STREAM : 0));
+    uint32_t keep = E_INIT | E_RD | E_WR |
+                    ((flags & WEFT__IO_SOCK) ? E_SOCK : 0) |
+                    ((flags & WEFT__IO_STREAM) ? E_STREAM : 0);
+    weft__lock(w, &e->lock);
     ent_reset(w, e, fd, keep);
+    weft__unlock(w, &e->lock);
 }
 
 void weft__io_ready(struct weft__worker *w, int fd, int events)
@@ -322,105 +471,174 @@ void weft__io_ready(struct weft__worker *w, int fd, int events)
     struct fdent *e = ent_find(w, fd);
     if (!e)
         return;
+    weft__lock(w, &e->lock);
+    uint32_t s = st_load(e);
     if (events & WEFT__IO_URGENT)
-        e->flags |= E_NOOPT;
+        s |= E_NOOPT;
+    if (events & WEFT_READ)
+        s |= E_RD;
+    if (events & WEFT_WRITE)
+        s |= E_WR;
+    st_store(e, s + ST_SEQ1);
     int ev = events & (WEFT_READ | WEFT_WRITE);
-    if (ev & WEFT_READ) {
-        e->flags |= E_RD;
-        wake_all(w->io, e, 0, ev);
-    }
-    if (ev & WEFT_WRITE) {
-        e->flags |= E_WR;
-        wake_all(w->io, e, 1, ev);
-    }
+    if ((ev & WEFT_READ) && e->q[0])
+        wake_all(w, e, 0, ev);
+    if ((ev & WEFT_WRITE) && e->q[1])
+        wake_all(w, e, 1, ev);
     level_sync(w, e, fd);
+    weft__unlock(w, &e->lock);
 }
 
 /* Edge backends: re-arm every descriptor that has waiters, to notice ones
  * closed behind weft's back (see the top of the file). */
-static void sweep_fire(struct weft__timer *tm)
+static void sweep(struct weft__worker *w, struct weft__iotab *t, int64_t now)
 {
-    struct weft__iotab *t = weft__container_of(tm, struct weft__iotab, sweep);
-    struct weft__worker *w = t->w;
     /* Only waits that have lasted a while are suspicious; the rest are
      * left alone (fewer syscalls, and no spurious wake-ups that would hide
      * a lost edge from the tests). */
-    int64_t old = weft__clock() - SWEEP_NS / 2;
-    for (size_t fd = 0; fd < t->n && t->nwait > 0; fd++) {
-        struct fdent *e = &t->ents[fd];
-        if (!((e->q[0] && e->q[0]->f->wait.since <= old) ||
-              (e->q[1] && e->q[1]->f->wait.since <= old)))
-            continue;
-        int r = w->rops->watch(w->reactor, (int)fd, WEFT_READ | WEFT_WRITE);
-        if (r > 0) {
-            /* The number names a file that was not registered: it was
-             * closed and reused behind weft's back. Some waiters may have
-             * parked after the reuse (on the new file), so they are not
-             * failed: they are woken to retry their call, and the entry is
-             * re-probed on their next call. The new file is registered now. */
-            e->flags = E_REG;
-            wake_all(t, e, 0, WEFT_READ | WEFT_WRITE);
-            wake_all(t, e, 1, WEFT_READ | WEFT_WRITE);
-        } else if (r == -EBADF || r == -ENOENT) {
-            ent_reset(w, e, (int)fd, 0);
+    int64_t old = now - SWEEP_NS / 2;
+    uint32_t hi = atomic_load_explicit(&t->hi, memory_order_acquire);
+    for (uint32_t c = 0; c < hi; c++) {
+        struct fdent *ch = atomic_load_explicit(&t->chunks[c], memory_order_acquire);
+        for (unsigned i = 0; ch && i < CHUNK; i++) {
+            if (atomic_load_explicit(&t->nwait, memory_order_relaxed) == 0)
+                return;
+            struct fdent *e = &ch[i];
+            int fd = (int)(c * CHUNK + i);
+            weft__lock(w, &e->lock);
+            if ((e->q[0] && e->q[0]->p->since <= old) ||
+                (e->q[1] && e->q[1]->p->since <= old)) {
+                int r = w->rops->watch(w->reactor, fd, WEFT_READ | WEFT_WRITE);
+                if (r > 0) {
+                    /* The number names a file that was not registered: it
+                     * was closed and reused behind weft's back. Some waiters
+                     * may have parked after the reuse (on the new file), so
+                     * they are not failed: they are woken to retry their
+                     * call, and the entry is re-probed on their next call.
+                     * The new file is registered now. */
+                    st_store(e, ((st_load(e) & ~ST_FLAGS) + ST_SEQ1) | E_REG);
+                    wake_all(w, e, 0, WEFT_READ | WEFT_WRITE);
+                    wake_all(w, e, 1, WEFT_READ | WEFT_WRITE);
+                } else if (r == -EBADF || r == -ENOENT) {
+                    ent_reset(w, e, fd, 0);
+                }
+            }
+            weft__unlock(w, &e->lock);
         }
     }
-    if (t->nwait > 0)
-        weft__wheel_add(&w->wheel, &t->sweep,
-                        weft__tick_of_deadline(w, weft__clock() + SWEEP_NS));
+}
+
+int64_t weft__io_tick(struct weft__worker *w, int64_t now)
+{
+    struct weft__iotab *t = w->io;
+    if (!t)
+        return INT64_MAX;
+    int64_t next = atomic_load_explicit(&t->next_sweep, memory_order_relaxed);
+    if (next == 0)
+        return INT64_MAX;
+    if (now < next)
+        return next;
+    if (w->mt && !weft__spin_trylock(&t->sweep_lock))
+        return now + SWEEP_NS;      /* another worker is sweeping */
+    sweep(w, t, now);
+    /* Plan the next sweep only while fibers wait. A parker increments
+     * nwait and then arms the sweep if none is planned: with the store of
+     * 0 here before the load of nwait (both seq_cst) one of the two sees
+     * the other, so a new waiter is never left without a sweep. */
+    atomic_store_explicit(&t->next_sweep, 0, memory_order_seq_cst);
+    next = INT64_MAX;
+    if (atomic_load_explicit(&t->nwait, memory_order_seq_cst) > 0) {
+        int64_t zero = 0, want = now + SWEEP_NS;
+        if (atomic_compare_exchange_strong_explicit(&t->next_sweep, &zero, want,
+                                                    memory_order_seq_cst,
+                                                    memory_order_seq_cst))
+            next = want;
+        else
+            next = zero;
+    }
+    if (w->mt)
+        weft__spin_unlock(&t->sweep_lock);
+    return next;
 }
 
 /* ------------------------------------------------------------ parking */
 
+enum { PK_CHECK = 1 };  /* park only if no report came since the snapshot */
+
 /* Parks self until fd is reported ready for one of events (WEFT_READ,
- * WEFT_WRITE or both). Returns the reported events (> 0), or -ETIMEDOUT,
+ * WEFT_WRITE or both). snap is the state word loaded before the syscall
+ * that found fd not ready; with PK_CHECK the fiber parks only if no report
+ * was processed since (else returns 0: try again), and then first clears
+ * the hints in clear. gen is the generation the caller's call began with.
+ * Returns the reported events (> 0), 0 (try again), or -ETIMEDOUT,
  * -ECANCELED, -EBADF (closed meanwhile), -ENOMEM. */
-static int park_fd(struct weft__worker *w, struct weft__fiber *self, int fd, int events,
-                   int64_t deadline)
+static int park_fd(struct weft__worker *w, struct weft__fiber *self, struct fdent *e, int fd,
+                   int events, int64_t deadline, uint32_t gen, uint32_t snap, uint32_t clear,
+                   int mode)
 {
-    struct fdent *e = ent_get(w, fd);
-    if (!e)
-        return -ENOMEM;
-    if (w->rops->edge && !(e->flags & E_REG)) {
-        int r = w->rops->watch(w->reactor, fd, WEFT_READ | WEFT_WRITE);
-        if (r == -EPERM)
-            return events;  /* a regular file: epoll refuses it; it is always ready */
-        if (r < 0)
-            return r;
-        e->flags |= E_REG;
+    weft__lock(w, &e->lock);
+    uint32_t s = st_load(e);
+    if (gen_load(e) != gen) {
+        weft__unlock(w, &e->lock);
+        return -EBADF;
     }
+    if ((mode & PK_CHECK) && !same_seq(s, snap)) {
+        weft__unlock(w, &e->lock);
+        return 0;
+    }
+    if (w->rops->edge && !(s & E_REG)) {
+        int r = w->rops->watch(w->reactor, fd, WEFT_READ | WEFT_WRITE);
+        if (r < 0) {
+            weft__unlock(w, &e->lock);
+            /* -EPERM: a regular file; epoll refuses it; it is always ready */
+            return r == -EPERM ? events : r;
+        }
+        s |= E_REG;
+    }
+    s &= ~clear;
+    st_store(e, s);
     struct parkrec p;
     p.n = 0;
+    p.fd = fd;
+    p.f = self;
+    p.e = e;
+    p.since = w->now;
     for (int dir = 0; dir < 2; dir++) {
         if (!(events & (dir ? WEFT_WRITE : WEFT_READ)))
             continue;
         struct iowait *n = &p.node[p.n++];
-        n->f = self;
-        n->fd = fd;
+        n->p = &p;
         n->dir = dir;
         q_push(&e->q[dir], n);
-        w->io->nwait++;
     }
+    struct weft__iotab *t = w->io;
+    nwait_add(w, t, p.n);
     int r = level_sync(w, e, fd);
     if (r < 0) {
-        for (int i = 0; i < p.n; i++)
-            node_unlink(w, &p.node[i]);
+        rec_unlink(w, &p);
+        level_sync(w, e, fd);
+        weft__unlock(w, &e->lock);
         return r;
     }
-    if (w->rops->edge && !weft__timer_armed(&w->io->sweep))
-        weft__wheel_add(&w->wheel, &w->io->sweep,
-                        weft__tick_of_deadline(w, weft__clock() + SWEEP_NS));
+    if (w->rops->edge &&
+        atomic_load_explicit(&t->next_sweep, w->mt ? memory_order_seq_cst
+                                                   : memory_order_relaxed) == 0) {
+        int64_t zero = 0;
+        if (w->mt)
+            atomic_compare_exchange_strong_explicit(&t->next_sweep, &zero, w->now + SWEEP_NS,
+                                                    memory_order_seq_cst, memory_order_seq_cst);
+        else
+            atomic_store_explicit(&t->next_sweep, w->now + SWEEP_NS, memory_order_relaxed);
+    }
     self->wait.kind = WEFT__W_FD;
     self->wait.obj = (const void *)(intptr_t)fd;
     self->wait.detail = events;
     self->wait.unlink = io_unlink;
     self->wait_data = &p;
-    r = weft__park(w, self, deadline, NULL);
-    /* Woken for one direction while queued for both (weft_wait_fd): the
-     * other node is still linked. */
-    w = self->w;
+    r = weft__park(w, self, deadline, &e->lock);
+    /* Whoever ended the wait took both nodes off under the entry lock. */
     for (int i = 0; i < p.n; i++)
-        node_unlink(w, &p.node[i]);
+        weft__must(!linked(&p.node[i]), "an fd waiter still queued after its wait ended");
     self->wait_data = NULL;
     return r;
 }
@@ -439,11 +657,12 @@ static int prologue(struct weft__worker *w, struct weft__fiber *self, int fd, st
     struct fdent *e = ent_get(w, fd);
     if (weft__unlikely(!e))
         return -ENOMEM;
-    if (weft__unlikely(!(e->flags & E_INIT))) {
-        int r = fd_init(e, fd);
+    uint32_t s = st_load(e);
+    if (weft__unlikely(!(s & E_INIT))) {
+        int r = fd_init(w, e, fd);
         if (r < 0)
             return r;
-    } else if (!(e->flags & E_SOCK)) {
+    } else if (!(s & E_SOCK)) {
         /* Not a socket, so no MSG_DONTWAIT: the call relies on O_NONBLOCK.
          * If it is gone, the number was closed and reused behind weft's
          * back (or the flag was cleared): rebuild the entry. */
@@ -451,8 +670,10 @@ static int prologue(struct weft__worker *w, struct weft__fiber *self, int fd, st
         if (fl < 0)
             return -errno;
         if (!(fl & O_NONBLOCK)) {
+            weft__lock(w, &e->lock);
             ent_reset(w, e, fd, 0);
-            int r = fd_init(e, fd);
+            weft__unlock(w, &e->lock);
+            int r = fd_init(w, e, fd);
             if (r < 0)
                 return r;
         }
@@ -466,16 +687,24 @@ static inline int past(int64_t deadline)
     return deadline != WEFT_FOREVER && deadline <= weft__clock();
 }
 
-/* After a park: re-find the entry (the table may have moved) and make sure
- * the number still names the same descriptor. */
-static inline int resume(struct weft__worker *w, int fd, uint32_t gen, struct fdent **e)
+/* After a park: make sure the number still names the same descriptor. */
+static inline int resume(struct weft__worker *w, struct fdent *e, int fd, uint32_t gen)
 {
-    *e = ent_find(w, fd);
-    if (!*e || (*e)->gen != gen)
+    if (gen_load(e) != gen)
         return -EBADF;
-    if (weft__unlikely(!((*e)->flags & E_INIT)))
-        return fd_init(*e, fd);     /* the sweep found the number reused */
+    if (weft__unlikely(!(st_load(e) & E_INIT)))
+        return fd_init(w, e, fd);   /* the sweep found the number reused */
     return 0;
+}
+
+/* Clears hint bit in e's state word unless a report came since snap. */
+static inline void hint_clear(struct weft__worker *w, struct fdent *e, uint32_t bit, uint32_t snap)
+{
+    weft__lock(w, &e->lock);
+    uint32_t s = st_load(e);
+    if (same_seq(s, snap))
+        st_store(e, s & ~bit);
+    weft__unlock(w, &e->lock);
 }
 
 /* write(2)/writev(2) on a non-socket cannot take MSG_NOSIGNAL: block SIGPIPE
@@ -518,9 +747,8 @@ struct rd {
     socklen_t *fromlen;
 };
 
-static ssize_t do_read(enum op op, struct fdent *e, int fd, const struct rd *a)
+static ssize_t do_read(enum op op, int sock, int fd, const struct rd *a)
 {
-    int sock = e->flags & E_SOCK;
     switch (op) {
     case OP_READ:
         return sock ? weft__sys_recv(fd, a->buf, a->len, MSG_DONTWAIT)
@@ -553,32 +781,33 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
     /* Only plain reads of a stream socket may conclude "drained". */
     int may_drain = (op == OP_READ || op == OP_READV ||
                      (op == OP_RECV && !(a->flags & (MSG_PEEK | MSG_OOB))));
-    uint32_t gen = e->gen;
+    uint32_t gen = gen_load(e);
+    bool force = false;     /* woken, or told to retry: try the syscall */
     for (;;) {
-        if ((e->flags & E_RD) || past(deadline)) {
-            ssize_t n = do_read(op, e, fd, a);
+        uint32_t s = st_load(e);    /* flags and report sequence, before the syscall */
+        if (force || (s & E_RD) || past(deadline)) {
+            ssize_t n = do_read(op, s & E_SOCK, fd, a);
             if (n > 0) {
-                if ((size_t)n < want && may_drain &&
-                    (e->flags & (E_STREAM | E_NOOPT)) == E_STREAM)
-                    e->flags &= (uint8_t)~E_RD;
+                if ((size_t)n < want && may_drain && (s & (E_STREAM | E_NOOPT)) == E_STREAM)
+                    hint_clear(w, e, E_RD, s);
                 return n;
             }
             if (n == 0)
                 return 0;
             int err = errno;
+            force = true;
             if (err == EINTR)
                 continue;
             if (err != EAGAIN && err != EWOULDBLOCK)
                 return -err;
-            e->flags &= (uint8_t)~E_RD;
         }
-        r = park_fd(w, self, fd, WEFT_READ, deadline);
+        r = park_fd(w, self, e, fd, WEFT_READ, deadline, gen, s, E_RD, PK_CHECK);
         w = self->w;
         if (r < 0)
             return r;
-        if ((r = resume(w, fd, gen, &e)) < 0)
+        if ((r = resume(w, e, fd, gen)) < 0)
             return r;
-        e->flags |= E_RD;
+        force = true;
     }
 }
 
@@ -593,9 +822,8 @@ struct wr {
     socklen_t tolen;
 };
 
-static ssize_t do_write(enum wop op, struct fdent *e, int fd, const struct wr *a)
+static ssize_t do_write(enum wop op, int sock, int fd, const struct wr *a)
 {
-    int sock = e->flags & E_SOCK;
     const int fl = MSG_DONTWAIT | MSG_NOSIGNAL;
     switch (op) {
     case OP_WRITE:
@@ -629,26 +857,28 @@ static ssize_t write_op(enum wop op, int fd, const struct wr *a, int64_t deadlin
     int r = prologue(w, self, fd, &e);
     if (r < 0)
         return r;
-    uint32_t gen = e->gen;
+    uint32_t gen = gen_load(e);
+    bool force = false;     /* woken, or told to retry: try the syscall */
     for (;;) {
-        if ((e->flags & E_WR) || past(deadline)) {
-            ssize_t n = do_write(op, e, fd, a);
+        uint32_t s = st_load(e);    /* flags and report sequence, before the syscall */
+        if (force || (s & E_WR) || past(deadline)) {
+            ssize_t n = do_write(op, s & E_SOCK, fd, a);
             if (n >= 0)
                 return n;
             int err = errno;
+            force = true;
             if (err == EINTR)
                 continue;
             if (err != EAGAIN && err != EWOULDBLOCK)
                 return -err;
-            e->flags &= (uint8_t)~E_WR;
         }
-        r = park_fd(w, self, fd, WEFT_WRITE, deadline);
+        r = park_fd(w, self, e, fd, WEFT_WRITE, deadline, gen, s, E_WR, PK_CHECK);
         w = self->w;
         if (r < 0)
             return r;
-        if ((r = resume(w, fd, gen, &e)) < 0)
+        if ((r = resume(w, e, fd, gen)) < 0)
             return r;
-        e->flags |= E_WR;
+        force = true;
     }
 }
 
@@ -664,29 +894,37 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     int r = prologue(w, self, fd, &e);
     if (r < 0)
         return r;
-    /* The hints cannot answer this: the caller does its own I/O, which
-     * never tells io.c about EAGAIN. Ask the kernel. */
-    struct pollfd p = { .fd = fd, .events = (short)(((events & WEFT_READ) ? POLLIN : 0) |
-                                                    ((events & WEFT_WRITE) ? POLLOUT : 0)) };
-    int n;
-    while ((n = weft__sys_poll0(&p, 1)) < 0 && errno == EINTR)
-        ;
-    if (n < 0)
-        return -errno;
-    if (p.revents & POLLNVAL)
-        return -EBADF;
-    int ready = 0;
-    if (p.revents & (POLLIN | POLLPRI))
-        ready |= WEFT_READ;
-    if (p.revents & POLLOUT)
-        ready |= WEFT_WRITE;
-    if (p.revents & (POLLERR | POLLHUP))
-        ready |= WEFT_READ | WEFT_WRITE;
-    ready &= events;
-    if (ready)
-        return ready;
-    r = park_fd(w, self, fd, events, deadline);
-    return r < 0 ? r : (r & events ? r & events : events);
+    uint32_t gen = gen_load(e);
+    for (;;) {
+        /* The hints cannot answer this: the caller does its own I/O, which
+         * never tells io.c about EAGAIN. Ask the kernel (after loading the
+         * report sequence: a report processed after the question makes the
+         * park below ask again instead of waiting). */
+        uint32_t s = st_load(e);
+        struct pollfd p = { .fd = fd, .events = (short)(((events & WEFT_READ) ? POLLIN : 0) |
+                                                        ((events & WEFT_WRITE) ? POLLOUT : 0)) };
+        int n;
+        while ((n = weft__sys_poll0(&p, 1)) < 0 && errno == EINTR)
+            ;
+        if (n < 0)
+            return -errno;
+        if (p.revents & POLLNVAL)
+            return -EBADF;
+        int ready = 0;
+        if (p.revents & (POLLIN | POLLPRI))
+            ready |= WEFT_READ;
+        if (p.revents & POLLOUT)
+            ready |= WEFT_WRITE;
+        if (p.revents & (POLLERR | POLLHUP))
+            ready |= WEFT_READ | WEFT_WRITE;
+        ready &= events;
+        if (ready)
+            return ready;
+        r = park_fd(w, self, e, fd, events, deadline, gen, s, 0, PK_CHECK);
+        if (r != 0)
+            return r < 0 ? r : (r & events ? r & events : events);
+        w = self->w;    /* r == 0: not parked, a report came meanwhile */
+    }
 }
 
 ssize_t weft_read(int fd, void *buf, size_t len, int64_t deadline)
@@ -795,13 +1033,16 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
     int r = prologue(w, self, lfd, &e);
     if (r < 0)
         return r;
-    uint32_t gen = e->gen;
+    uint32_t gen = gen_load(e);
     int64_t pause = BACKOFF_MIN_NS;
+    bool force = false;
     for (;;) {
-        if ((e->flags & E_RD) || past(deadline)) {
+        uint32_t s = st_load(e);
+        if (force || (s & E_RD) || past(deadline)) {
+            force = true;
             int fd = WEFT__FI(WEFT__FS_ACCEPT, -1, weft__sys_accept4(lfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
             if (fd >= 0) {
-                int stream = (e->flags & E_STREAM) ? WEFT__IO_STREAM : 0;
+                int stream = (s & E_STREAM) ? WEFT__IO_STREAM : 0;
                 weft__io_adopt(w, fd, WEFT__IO_SOCK | stream);
                 return fd;
             }
@@ -814,7 +1055,6 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
 #if EWOULDBLOCK != EAGAIN
             case EWOULDBLOCK:
 #endif
-                e->flags &= (uint8_t)~E_RD;
                 break;
             case EMFILE:
             case ENFILE:
@@ -828,21 +1068,20 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
                 w = self->w;
                 if (r < 0)
                     return r;
-                if ((r = resume(w, lfd, gen, &e)) < 0)
+                if ((r = resume(w, e, lfd, gen)) < 0)
                     return r;
-                e->flags |= E_RD;
                 continue;
             default:
                 return -err;
             }
         }
-        r = park_fd(w, self, lfd, WEFT_READ, deadline);
+        r = park_fd(w, self, e, lfd, WEFT_READ, deadline, gen, s, E_RD, PK_CHECK);
         w = self->w;
         if (r < 0)
             return r;
-        if ((r = resume(w, lfd, gen, &e)) < 0)
+        if ((r = resume(w, e, lfd, gen)) < 0)
             return r;
-        e->flags |= E_RD;
+        force = true;
         pause = BACKOFF_MIN_NS;
     }
 }
@@ -855,7 +1094,7 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
     int r = prologue(w, self, fd, &e);
     if (r < 0)
         return r;
-    if (!(e->flags & E_SOCK))
+    if (!(st_load(e) & E_SOCK))
         return -ENOTSOCK;
     /* connect(2) has no MSG_DONTWAIT: make sure of O_NONBLOCK (cheap next
      * to a connect, and the number may have been reused behind our back). */
@@ -864,9 +1103,11 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
         return -errno;
     if (!(fl & O_NONBLOCK) && weft__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return -errno;
-    uint32_t gen = e->gen;
+    uint32_t gen = gen_load(e);
     int64_t pause = BACKOFF_MIN_NS;
+    uint32_t s;
     for (;;) {
+        s = st_load(e);     /* report sequence before the attempt */
         if (weft__sys_connect(fd, addr, addrlen) == 0)
             return 0;
         int err = errno;
@@ -876,7 +1117,7 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
             w = self->w;
             if (r < 0)
                 return r;
-            if ((r = resume(w, fd, gen, &e)) < 0)
+            if ((r = resume(w, e, fd, gen)) < 0)
                 return r;
             continue;
         }
@@ -886,12 +1127,13 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
     }
     /* In progress: it is done (or failed) when the socket turns writable. */
     for (;;) {
-        r = park_fd(w, self, fd, WEFT_WRITE, deadline);
+        r = park_fd(w, self, e, fd, WEFT_WRITE, deadline, gen, s, 0, PK_CHECK);
         w = self->w;
         if (r < 0)
             return r;
-        if ((r = resume(w, fd, gen, &e)) < 0)
+        if ((r = resume(w, e, fd, gen)) < 0)
             return r;
+        s = st_load(e);     /* before the check below: a later report retries the park */
         int soerr = 0;
         socklen_t len = sizeof soerr;
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
@@ -899,10 +1141,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
         if (soerr)
             return -soerr;
         struct pollfd p = { .fd = fd, .events = POLLOUT };
-        if (weft__sys_poll0(&p, 1) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
-            e->flags |= E_WR;
+        if (weft__sys_poll0(&p, 1) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP)))
             return 0;
-        }
         /* A spurious wake-up: still connecting. */
     }
 }
@@ -924,10 +1164,14 @@ int weft_close(int fd)
     struct fdent *e = w ? ent_find(w, fd) : NULL;
     if (e) {
         /* Deregister before closing: with a dup() of fd alive elsewhere
-         * epoll would keep reporting it under this number. */
-        if (e->flags & E_REG)
+         * epoll would keep reporting it under this number. The close
+         * itself runs outside the lock (it can block: SO_LINGER); a fiber
+         * that parks on fd in between finds the generation changed. */
+        weft__lock(w, &e->lock);
+        if (st_load(e) & E_REG)
             w->rops->watch(w->reactor, fd, 0);
         ent_reset(w, e, fd, 0);
+        weft__unlock(w, &e->lock);
     }
     /* On Linux the descriptor is released even when close() says EINTR;
      * retrying could close a number another thread just got. */

@@ -23,6 +23,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+/* errno, looked up afresh at every use: weft_tcp_connect and
+ * weft_unix_connect park, and the fiber may resume on another worker
+ * thread, while glibc declares __errno_location() const (the compiler may
+ * reuse an address computed before the park). */
+#undef errno
+#define errno (*weft__errno_at())
+
 #define MAX_ADDRS 8
 
 struct addrs {

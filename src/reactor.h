@@ -18,11 +18,18 @@
  *          backend had to add fd afresh (edge backends: io.c's sweep learns
  *          from it that a registration vanished), or -errno.
  *
+ * Threads: exactly one thread at a time calls poll; open/close run with no
+ * poll in progress; watch and wake may be called from any worker thread
+ * while another polls (a descriptor newly watched is seen by the poll in
+ * progress, or that poll returns so the next one sees it).
+ *
  * Backends: reactor_epoll.c (Linux default), reactor_poll.c (portable
  * fallback, also tested on Linux), reactor_iocp.c (Windows).
  */
 #ifndef WEFT_REACTOR_H
 #define WEFT_REACTOR_H
+
+#include <stdint.h>
 
 struct weft__worker;
 struct weft__reactor;
@@ -44,18 +51,29 @@ extern const struct weft__reactor_ops weft__reactor_epoll;
 extern const struct weft__reactor_ops weft__reactor_poll;
 
 /* Called by a backend's poll for each ready descriptor (io.c). events is a
- * mask of WEFT_READ, WEFT_WRITE; errors and hang-ups are reported as both. */
+ * mask of WEFT_READ, WEFT_WRITE; errors and hang-ups are reported as both.
+ * w is the polling worker (fibers it wakes go on its run queue); it may be
+ * called while other workers watch() or wake() the same reactor. */
 void weft__io_ready(struct weft__worker *w, int fd, int events);
+
+/* io.c. Several workers share one reactor and one descriptor table (the
+ * scheduler points every worker's reactor, rops and io at worker 0's).
+ * weft__io_init makes w->io now (0 or -ENOMEM): the scheduler calls it for
+ * worker 0 before starting the others; a single worker may leave the table
+ * to be made on first use. weft__io_fini frees the table only for the
+ * worker that made it (worker 0, to be finalised after the others), and
+ * just drops the reference for the rest.
+ * weft__io_tick runs the sweep of descriptors closed behind weft's back
+ * when it is due and fibers wait on descriptors (at most one thread at a
+ * time; a caller that finds another sweeping skips it), and returns the
+ * absolute weft__clock() time at which it next wants to be called, or
+ * INT64_MAX when no fiber waits on any descriptor. The scheduler loop
+ * calls it each round and blocks in poll no longer than that. */
+int  weft__io_init(struct weft__worker *w);
+int64_t weft__io_tick(struct weft__worker *w, int64_t now);
 /* Extra bit in events: out-of-band data is pending (EPOLLPRI/POLLPRI). A
  * TCP read stops short at the urgent mark with data still queued, so io.c
  * must stop treating short reads on fd as proof the socket is drained. */
 #define WEFT__IO_URGENT 4
-
-/* io.c: make w's descriptor table now (several workers share worker 0's). */
-int weft__io_init(struct weft__worker *w);
-/* io.c: periodic work of the descriptor table; returns the absolute ns time
- * at which it next wants to run, INT64_MAX for never. */
-#include <stdint.h>
-int64_t weft__io_tick(struct weft__worker *w, int64_t now);
 
 #endif

@@ -1,5 +1,5 @@
 /* reactor_epoll.c - the Linux readiness backend: one epoll instance per
- * worker, an eventfd for cross-thread wake-ups.
+ * runtime (shared by its workers), an eventfd for cross-thread wake-ups.
  *
  * Descriptors are registered once, edge-triggered, for both directions:
  * a descriptor then costs no further epoll_ctl() however often fibers wait
@@ -12,6 +12,12 @@
  * to notice a registration that vanished because the descriptor was closed
  * behind weft's back. EPOLLPRI (TCP urgent data) is passed on as
  * WEFT__IO_URGENT so io.c stops inferring "drained" from short reads.
+ *
+ * Several workers: one thread polls at a time (the scheduler sees to it),
+ * so the event array needs no lock; epoll_ctl (watch) and the eventfd write
+ * (wake) are safe from any thread while another waits in epoll_wait, and a
+ * descriptor added meanwhile is reported by the wait in progress. Reports
+ * go to the polling thread's worker, so the fibers it wakes run there.
  */
 #include "internal.h"
 
@@ -69,6 +75,9 @@ static void ep_close(struct weft__reactor *r)
 
 static int ep_poll(struct weft__reactor *r, int timeout_ms)
 {
+    struct weft__worker *w = weft__worker();
+    if (!w)
+        w = r->w;
     int n = epoll_wait(r->epfd, r->ev, MAX_EVENTS, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
@@ -90,7 +99,7 @@ static int ep_poll(struct weft__reactor *r, int timeout_ms)
             events |= WEFT_WRITE;
         if (e->events & (EPOLLERR | EPOLLHUP))
             events |= WEFT_READ | WEFT_WRITE;
-        weft__io_ready(r->w, e->data.fd, events);
+        weft__io_ready(w, e->data.fd, events);
         reported++;
     }
     return reported;

@@ -346,6 +346,16 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     }
     strcpy(rt->main->name, "main");
     rt->main->spawn_site = (const void *)main_fn;
+    /* With the dump on, SIGQUIT stays blocked on this thread for the
+     * runtime's life (the other workers block it anyway): one sent before
+     * the dump fiber first waits, or between two dumps, stays pending for
+     * it instead of killing the process. */
+    sigset_t quit, old_mask;
+    sigemptyset(&old_mask);
+    sigemptyset(&quit);
+    sigaddset(&quit, SIGQUIT);
+    if (c.dump_on_sigquit)
+        pthread_sigmask(SIG_BLOCK, &quit, &old_mask);
     if (c.dump_on_sigquit) {
         struct weft__fiber *d;
         if (weft__spawn(w, NULL, (void *)dump_on_sigquit, NULL,
@@ -360,6 +370,8 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
         weft__worker_set(NULL);
         weft__fault_uninstall();
         rt_free(rt);
+        if (c.dump_on_sigquit)
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
         return err;
     }
     weft__worker_loop(w);
@@ -368,5 +380,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     weft__worker_set(NULL);
     weft__fault_uninstall();
     rt_free(rt);
+    if (c.dump_on_sigquit)
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     return 0;
 }

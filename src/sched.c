@@ -64,7 +64,7 @@
 #define TRIM_INTERVAL 1000000000 /* ns: stack pool trim period */
 #define INJECTOR_TICKS 61        /* switches between looks at the injector (several workers) */
 #define LIFO_MAX    16           /* LIFO-slot fibers in a row before the ring gets a turn */
-#define SPIN_ROUNDS 4            /* steal rounds an idle worker tries before it sleeps */
+#define SPIN_NS     50000        /* how long an idle worker looks for work before it sleeps */
 
 static __thread struct weft__worker *tls_worker
 #if defined(__GNUC__) && !defined(_WIN32)
@@ -75,6 +75,14 @@ static __thread struct weft__worker *tls_worker
 __attribute__((noinline)) struct weft__worker *weft__worker(void) { return tls_worker; }
 
 void weft__worker_set(struct weft__worker *w) { tls_worker = w; }
+
+/* The empty asm keeps the compiler from treating the lookup as constant. */
+__attribute__((noinline)) int *weft__errno_at(void)
+{
+    int *p = &errno;
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
 
 static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
@@ -306,7 +314,8 @@ static void mt_push(struct weft__worker *w, struct weft__fiber *f, int how)
         weft__inject(w->rt, f);
         return;
     }
-    if (how) {
+    if (how && !f->home) {
+        /* (Pinned fibers keep the order one worker gives: no LIFO.) */
         f = atomic_exchange_explicit(&w->lifo, f, memory_order_acq_rel);
         if (!f)
             goto out;
@@ -409,7 +418,7 @@ static inline void mt_claim(struct weft__fiber *from, struct weft__fiber *to)
     while (atomic_load_explicit(&to->on_cpu, ACQ))
         weft__cpu_relax();
     atomic_store_explicit(&to->on_cpu, 1, RLX);
-    from->saved_errno = errno;
+    from->saved_errno = *weft__errno_at();
 }
 
 /* mt is passed in so that the one-worker paths, which pass a constant
@@ -430,7 +439,7 @@ __attribute__((always_inline)) static inline void jump_mt(struct weft__worker *w
     weft__san_after_jump(&from->san);
     after_switch(t, mt);
     if (mt)
-        errno = from->saved_errno;
+        *weft__errno_at() = from->saved_errno;     /* this thread's, maybe a new one */
 }
 
 static void jump(struct weft__worker *w, struct weft__fiber *from, struct weft__fiber *to)
@@ -1005,11 +1014,24 @@ static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
         if ((f = mt_pop(w)) != NULL)
             return f;
     }
-    /* Spin: steal, a bounded number of rounds. */
+    /* Spin a while before sleeping: a futex sleep and wake-up cost
+     * several microseconds here, and work often comes back sooner (a
+     * fiber on another worker answering one of ours). */
     atomic_fetch_add_explicit(&rt->nspinning, 1, SEQ);
-    for (int round = 0; round < SPIN_ROUNDS && !f; round++) {
-        if ((f = steal_any(w)) == NULL && (f = inj_pop(w)) == NULL)
-            weft__cpu_relax();
+    int64_t spin_end = now + SPIN_NS;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(&w->inbox_n, RLX)) {
+            inbox_drain(w);
+            f = mt_pop(w);
+            break;
+        }
+        if ((f = steal_any(w)) != NULL || (f = inj_pop(w)) != NULL)
+            break;
+        if (atomic_load_explicit(&rt->post_count, RLX) || atomic_load_explicit(&rt->stop, RLX))
+            break;
+        if ((i & 15) == 15 && weft__clock() >= spin_end)
+            break;
+        weft__cpu_relax();
     }
     /* The last spinner to find work wakes another to look for more (Go's
      * resetspinning), so a burst of work spreads across the workers. */
@@ -1108,6 +1130,7 @@ int weft__workers_start(struct weft_rt *rt)
     sigdelset(&block, SIGILL);
     sigdelset(&block, SIGABRT);
     sigdelset(&block, SIGTRAP);
+    sigdelset(&block, SIGPIPE);     /* thread-directed: io.c handles it where raised */
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int err = 0;
     for (unsigned i = 1; i < rt->nworkers && !err; i++) {

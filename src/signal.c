@@ -15,14 +15,27 @@
  * (for SIGINT: the process ends), which is what a program that stopped
  * waiting for it expects.
  *
- * With one worker the worker thread is the thread that receives
- * process-directed signals once they are blocked elsewhere. With several,
- * the waiting fiber is pinned to its worker for the length of the call
- * (unless it was pinned already), so the block, the signalfd read and the
- * unblock all happen on the thread whose mask was changed; should it come
- * back on another thread all the same, that thread's counts are left alone
- * and the first thread keeps the signal blocked (safe, never unbalanced).
- * Other worker threads do not block the signal: see docs/io.md.
+ * Which thread. With one worker the worker thread is the thread that
+ * called weft_run(), and it receives process-directed signals once they
+ * are blocked elsewhere. With several workers the rule is: the block, the
+ * signalfd read and the unblock always happen on worker 0, the thread that
+ * called weft_run(), whatever worker the waiting fiber was on. The extra
+ * workers (1..n-1) run with every asynchronous signal blocked (see
+ * weft__workers_start in sched.c), so worker 0 is the only worker thread
+ * whose mask is the user's, and so the only one where blocking a signal
+ * changes anything: a process-directed signal (kill(getpid(), ...)) that
+ * worker 0 blocks stays pending for the process and the signalfd read
+ * takes it. So for the length of the call the fiber is made to live on
+ * worker 0: its home becomes worker 0 (the previous one is saved), and if
+ * it runs elsewhere it yields, which moves a fiber whose home is another
+ * worker to that worker's inbox; it checks again after every switch. At
+ * the end its previous home is restored, and a fiber that was pinned to
+ * another worker yields its way back there, so pinned fibers still see
+ * one thread around the call. A thread-directed signal must therefore be
+ * sent to worker 0's thread (and may still be missed while another worker
+ * polls the shared reactor: the signalfd's readiness is the polling
+ * thread's); process-directed signals are the supported way. The
+ * thread-local counts below are then only ever touched on worker 0.
  */
 #include "internal.h"
 
@@ -83,11 +96,14 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
     if (self->flags & WEFT__FL_CANCELLED)
         return -ECANCELED;
 
-    /* Several workers: stay on this thread (see the top of the file). */
-    bool pin = w->mt && !(self->flags & WEFT__FL_PINNED);
-    if (pin)
-        self->flags |= WEFT__FL_PINNED;
-    pthread_t thread = pthread_self();
+    /* Several workers: move to worker 0 for the call (see the top). */
+    struct weft_rt *rt = self->rt;
+    struct weft__worker *prev_home = self->home;
+    if (rt->mt) {
+        self->home = &rt->w0;
+        while (self->w != &rt->w0)
+            weft__yield(self->w, self);     /* home elsewhere: to w0's inbox */
+    }
     acquire(set);
     int fd = weft__signalfd(-1, set, SFD_NONBLOCK | SFD_CLOEXEC);
     int r;
@@ -102,9 +118,14 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
             r = n < 0 ? (int)n : -EIO;
         weft_close(fd);
     }
-    if (pthread_equal(thread, pthread_self()))
-        release(set);
-    if (pin)
-        self->flags &= (uint8_t)~WEFT__FL_PINNED;
+    /* Pinned to worker 0, so the wake-up of the read brought us back to
+     * it: the counts and the mask are the ones acquire() changed. */
+    weft__must(self->w == &rt->w0, "signal wait left worker 0");
+    release(set);
+    if (rt->mt) {
+        self->home = prev_home;
+        while (prev_home && self->w != prev_home)
+            weft__yield(self->w, self);     /* back to the worker it is pinned to */
+    }
     return r;
 }

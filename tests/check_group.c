@@ -19,6 +19,42 @@ static const int worker_counts[] = { 1, 2 };
     for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
         run_workers(worker_counts[wi_], body, arg)
 
+/* Tests that check one-worker orderings (settle(), order arrays, waiter
+ * counts right after settle()) stay deterministic with two workers: their
+ * body runs as a pinned controller (run_pinned(); the main fiber may
+ * migrate) and every fiber it spawns gets pinned_attr(), so they all share
+ * the controller's worker and run in one-worker FIFO order (see
+ * actors.h). With one worker the body runs as the main fiber and the
+ * fibers are spawned unpinned, as before. The stress tests stay unpinned:
+ * they are the real concurrency tests. */
+struct det_call { void (*body)(void *); void *arg; };
+
+static void det_main(void *p)
+{
+    struct det_call *c = p;
+    if (weft__worker()->mt)
+        run_pinned(c->body, c->arg);
+    else
+        c->body(c->arg);
+}
+
+#define FOR_WORKERS_PINNED(body, arg) \
+    do { \
+        struct det_call dc_ = { body, arg }; \
+        FOR_WORKERS(det_main, &dc_); \
+    } while (0)
+
+/* Spawn attributes for the fibers of a FOR_WORKERS_PINNED body: pinned
+ * when the runtime has several workers. One controller at a time, so one
+ * static object does. */
+static const weft_attr *pinned_attr(void)
+{
+    static weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = weft__worker()->mt;
+    return &a;
+}
+
 /* ------------------------------------------------------------ groups */
 
 static _Atomic int finished;
@@ -38,7 +74,7 @@ static void body_group_wait(void *unused)
     ck_assert_int_eq(weft_group_open(&g), 0);
     ck_assert_int_eq(weft_group_wait(g, WEFT_FOREVER), 0);       /* empty: at once */
     for (intptr_t i = 0; i < 10; i++)
-        ck_assert_int_eq(weft_group_spawn(g, NULL, short_job, (void *)(i % 3)), 0);
+        ck_assert_int_eq(weft_group_spawn(g, pinned_attr(), short_job, (void *)(i % 3)), 0);
     ck_assert_int_eq(weft_group_size(g), 10);
     ck_assert_int_eq(weft_group_free(g), -EBUSY);
     ck_assert_int_eq(weft_group_wait(g, weft_now() - 1), -ETIMEDOUT);
@@ -51,7 +87,7 @@ static void body_group_wait(void *unused)
 
 START_TEST(group_wait_all)
 {
-    FOR_WORKERS(body_group_wait, NULL);
+    FOR_WORKERS_PINNED(body_group_wait, NULL);
 }
 END_TEST
 
@@ -93,7 +129,7 @@ static void *spawner(void *p)
     /* A member that spawns more members, then blocks. */
     struct scene *s = p;
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(weft_group_spawn(s->g, NULL, block_sleep, &s->b), 0);
+        ck_assert_int_eq(weft_group_spawn(s->g, pinned_attr(), block_sleep, &s->b), 0);
     return block_sleep(&s->b);
 }
 
@@ -109,17 +145,18 @@ static void body_group_cancel(void *unused)
     weft_attr attr;
     weft_attr_init(&attr);
     attr.name = "member";
+    attr.pinned = pinned_attr()->pinned;
     ck_assert_int_eq(weft_group_spawn(s.g, &attr, block_sleep, &s.b), 0);
-    ck_assert_int_eq(weft_group_spawn(s.g, NULL, block_chan, &s.b), 0);
-    ck_assert_int_eq(weft_group_spawn(s.g, NULL, block_mutex, &s.b), 0);
-    ck_assert_int_eq(weft_group_spawn(s.g, NULL, spawner, &s), 0);
+    ck_assert_int_eq(weft_group_spawn(s.g, pinned_attr(), block_chan, &s.b), 0);
+    ck_assert_int_eq(weft_group_spawn(s.g, pinned_attr(), block_mutex, &s.b), 0);
+    ck_assert_int_eq(weft_group_spawn(s.g, pinned_attr(), spawner, &s), 0);
     settle();
     ck_assert_int_eq(weft_group_size(s.g), 7);
     ck_assert_int_eq(weft_group_wait(s.g, weft_deadline_ms(5)), -ETIMEDOUT);
     ck_assert_uint_eq(weft__group_waiters(s.g), 0);
     ck_assert_int_eq(weft_group_cancel(s.g), 0);
     ck_assert_int_eq(weft_group_cancel(s.g), 0);                 /* twice: harmless */
-    ck_assert_int_eq(weft_group_spawn(s.g, NULL, block_sleep, &s.b), -ECANCELED);
+    ck_assert_int_eq(weft_group_spawn(s.g, pinned_attr(), block_sleep, &s.b), -ECANCELED);
     ck_assert_int_eq(weft_group_wait(s.g, weft_deadline_ms(1000)), 0);
     ck_assert_int_eq(s.b.cancelled_seen, 7);
     ck_assert_int_eq(weft_group_size(s.g), 0);
@@ -134,7 +171,7 @@ static void body_group_cancel(void *unused)
 
 START_TEST(group_cancel_all)
 {
-    FOR_WORKERS(body_group_cancel, NULL);
+    FOR_WORKERS_PINNED(body_group_cancel, NULL);
 }
 END_TEST
 
@@ -173,14 +210,14 @@ static void body_group_errors(void *unused)
 
     /* A member waiting for its own group would wait forever. */
     own_result = 1;
-    ck_assert_int_eq(weft_group_spawn(g, NULL, record_own_wait, g), 0);
+    ck_assert_int_eq(weft_group_spawn(g, pinned_attr(), record_own_wait, g), 0);
     ck_assert_int_eq(weft_group_wait(g, WEFT_FOREVER), 0);
     ck_assert_int_eq(own_result, -EDEADLK);
 
     /* A cancelled waiter leaves nothing behind; the members go on. */
-    ck_assert_int_eq(weft_group_spawn(g, NULL, short_job, (void *)(intptr_t)20), 0);
+    ck_assert_int_eq(weft_group_spawn(g, pinned_attr(), short_job, (void *)(intptr_t)20), 0);
     weft_fiber *w;
-    ck_assert_int_eq(weft_spawn(&w, NULL, group_waiter, g), 0);
+    ck_assert_int_eq(weft_spawn(&w, pinned_attr(), group_waiter, g), 0);
     settle();
     ck_assert_uint_eq(weft__group_waiters(g), 1);
     ck_assert_int_eq(weft_group_free(g), -EBUSY);
@@ -196,7 +233,7 @@ static void body_group_errors(void *unused)
 
 START_TEST(group_errors)
 {
-    FOR_WORKERS(body_group_errors, NULL);
+    FOR_WORKERS_PINNED(body_group_errors, NULL);
     weft_group *g;
     ck_assert_int_eq(weft_group_open(NULL), -EINVAL);
     ck_assert_int_eq(weft_group_open(&g), 0);                    /* anywhere */
@@ -508,7 +545,7 @@ static void body_backoff_wait(void *unused)
     ck_assert_int_eq(weft_backoff_wait(&b, WEFT_FOREVER), 1);
     /* cancellation during the sleep */
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, backoff_forever, NULL), 0);
+    ck_assert_int_eq(weft_spawn(&f, pinned_attr(), backoff_forever, NULL), 0);
     settle();
     ck_assert_int_eq(weft_cancel(f), 0);
     void *res;
@@ -518,7 +555,7 @@ static void body_backoff_wait(void *unused)
 
 START_TEST(backoff_wait)
 {
-    FOR_WORKERS(body_backoff_wait, NULL);
+    FOR_WORKERS_PINNED(body_backoff_wait, NULL);
     weft_backoff b;
     ck_assert_int_eq(weft_backoff_init(&b, 10, 10, 1), 0);
     ck_assert_int_eq(weft_backoff_wait(&b, WEFT_FOREVER), -EPERM);

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -91,6 +92,34 @@ static void tcp_pair(int *a, int *b)
 
 static int64_t elapsed_ms(int64_t t0) { return (weft_now() - t0) / MS; }
 
+/* Runs body in a runtime of the given number of workers with the checks of
+ * run_in_runtime; until the multi-worker scheduler lands, workers > 1 says
+ * -ENOTSUP and the run is skipped (printed). */
+static void run_workers(int workers, void (*body)(void *), void *arg)
+{
+    weft_config cfg;
+    weft_config_init(&cfg);
+    cfg.workers = workers;
+    int r = weft_run(&cfg, body, arg);
+    if (r == -ENOTSUP && workers > 1) {
+        printf("skipped with %d workers: the runtime says -ENOTSUP\n", workers);
+        return;
+    }
+    ck_assert_msg(r == 0, "weft_run(workers=%d): %s", workers, weft_strerror(r));
+    weft_stats st;
+    weft_stats_get(&st);
+    ck_assert_uint_eq(st.runtimes, 0);
+    ck_assert_uint_eq(st.fibers_live, 0);
+    ck_assert_uint_eq(st.stacks_in_use, 0);
+    ck_assert_uint_eq(st.stacks_pooled, 0);
+    ck_assert_uint_eq(st.map_entries, 0);
+}
+
+static const int worker_counts[] = { 1, 2 };
+#define FOR_WORKERS(body, arg) \
+    for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
+        run_workers(worker_counts[wi_], body, arg)
+
 /* --------------------------------------------------------------- basics */
 
 static void body_not_in_fiber(void *arg) { (void)arg; }
@@ -146,7 +175,7 @@ static void body_bad_args(void *arg)
 
 START_TEST(test_bad_args)
 {
-    run_in_runtime(NULL, body_bad_args, NULL);
+    FOR_WORKERS(body_bad_args, NULL);
 }
 END_TEST
 
@@ -186,7 +215,7 @@ static void body_pipe(void *arg)
 
 START_TEST(test_pipe_transfer)
 {
-    run_in_runtime(NULL, body_pipe, NULL);
+    FOR_WORKERS(body_pipe, NULL);
 }
 END_TEST
 
@@ -217,7 +246,7 @@ static void body_pipe_epipe(void *arg)
 
 START_TEST(test_epipe_no_sigpipe)
 {
-    run_in_runtime(NULL, body_pipe_epipe, NULL);
+    FOR_WORKERS(body_pipe_epipe, NULL);
 }
 END_TEST
 
@@ -256,7 +285,7 @@ static void body_wait_fd(void *arg)
 
 START_TEST(test_wait_fd)
 {
-    run_in_runtime(NULL, body_wait_fd, NULL);
+    FOR_WORKERS(body_wait_fd, NULL);
 }
 END_TEST
 
@@ -373,7 +402,7 @@ static void body_many(void *arg)
 
 START_TEST(test_many_connections_random_payloads)
 {
-    run_in_runtime(NULL, body_many, NULL);
+    FOR_WORKERS(body_many, NULL);
 }
 END_TEST
 
@@ -412,7 +441,7 @@ static void body_pingpong(void *arg)
 
 START_TEST(test_pingpong_small_messages)
 {
-    run_in_runtime(NULL, body_pingpong, NULL);
+    FOR_WORKERS(body_pingpong, NULL);
 }
 END_TEST
 
@@ -442,7 +471,7 @@ static void body_drained_hint(void *arg)
 
 START_TEST(test_drained_hint)
 {
-    run_in_runtime(NULL, body_drained_hint, NULL);
+    FOR_WORKERS(body_drained_hint, NULL);
 }
 END_TEST
 
@@ -538,7 +567,7 @@ static void body_deadline(void *arg)
 
 START_TEST(test_deadline_50ms)
 {
-    run_in_runtime(NULL, body_deadline, NULL);
+    FOR_WORKERS(body_deadline, NULL);
 }
 END_TEST
 
@@ -702,19 +731,19 @@ static void body_timeouts(void *arg) { (void)arg; park_and_interrupt(2); }
 
 START_TEST(test_cancel_while_parked)
 {
-    run_in_runtime(NULL, body_cancel, NULL);
+    FOR_WORKERS(body_cancel, NULL);
 }
 END_TEST
 
 START_TEST(test_close_while_parked)
 {
-    run_in_runtime(NULL, body_close, NULL);
+    FOR_WORKERS(body_close, NULL);
 }
 END_TEST
 
 START_TEST(test_deadline_every_call)
 {
-    run_in_runtime(NULL, body_timeouts, NULL);
+    FOR_WORKERS(body_timeouts, NULL);
 }
 END_TEST
 
@@ -750,7 +779,7 @@ static void body_cancel_cleanup(void *arg)
 
 START_TEST(test_cancel_cleanup)
 {
-    run_in_runtime(NULL, body_cancel_cleanup, NULL);
+    FOR_WORKERS(body_cancel_cleanup, NULL);
 }
 END_TEST
 
@@ -773,7 +802,7 @@ static void body_reset(void *arg)
 
 START_TEST(test_peer_reset)
 {
-    run_in_runtime(NULL, body_reset, NULL);
+    FOR_WORKERS(body_reset, NULL);
 }
 END_TEST
 
@@ -799,7 +828,7 @@ static void body_half_close(void *arg)
 
 START_TEST(test_half_close)
 {
-    run_in_runtime(NULL, body_half_close, NULL);
+    FOR_WORKERS(body_half_close, NULL);
 }
 END_TEST
 
@@ -817,7 +846,7 @@ static void body_refused(void *arg)
 
 START_TEST(test_connect_refused)
 {
-    run_in_runtime(NULL, body_refused, NULL);
+    FOR_WORKERS(body_refused, NULL);
 }
 END_TEST
 
@@ -891,7 +920,7 @@ static void body_udp(void *arg)
 
 START_TEST(test_udp)
 {
-    run_in_runtime(NULL, body_udp, NULL);
+    FOR_WORKERS(body_udp, NULL);
 }
 END_TEST
 
@@ -1167,6 +1196,345 @@ START_TEST(test_backend_selected)
 }
 END_TEST
 
+/* ------------------------------------------- several workers at once */
+
+/* Many fibers echoing over socketpairs at the same time: every client
+ * sends messages of random sizes and checks the echo byte for byte; the
+ * totals moved in each direction must match exactly. With two workers
+ * the servers and clients run on both threads and share the reactor and
+ * the descriptor table. */
+#define MT_PAIRS 48
+#define MT_ROUNDS 300
+
+struct mt_echo {
+    _Atomic uint64_t sent, echoed, received;
+    _Atomic int clients_done;
+};
+
+struct mt_end { struct mt_echo *m; int fd; int i; };
+
+static void *mt_server(void *arg)
+{
+    struct mt_end *e = arg;
+    char buf[4096];
+    ssize_t n;
+    while ((n = weft_read(e->fd, buf, sizeof buf, weft_deadline_ms(20000))) > 0) {
+        ck_assert_int_eq(weft_write_all(e->fd, buf, (size_t)n, weft_deadline_ms(20000)), n);
+        atomic_fetch_add(&e->m->echoed, (uint64_t)n);
+    }
+    ck_assert_msg(n == 0, "server %d: %s", e->i, weft_strerror((int)n));
+    weft_close(e->fd);
+    return NULL;
+}
+
+static void *mt_client(void *arg)
+{
+    struct mt_end *e = arg;
+    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(e->i + 1);
+    unsigned char out[3000], in[3000];
+    int rounds = quick() ? MT_ROUNDS / 10 : MT_ROUNDS;
+    for (int r = 0; r < rounds; r++) {
+        size_t len = 1 + (size_t)(rng_next(&s) % sizeof out);
+        fill_random(out, len, s);
+        ck_assert_int_eq(weft_write_all(e->fd, out, len, weft_deadline_ms(20000)), (ssize_t)len);
+        atomic_fetch_add(&e->m->sent, len);
+        ck_assert_int_eq(weft_read_full(e->fd, in, len, weft_deadline_ms(20000)), (ssize_t)len);
+        ck_assert_msg(memcmp(in, out, len) == 0, "client %d round %d: echo differs", e->i, r);
+        atomic_fetch_add(&e->m->received, len);
+        if (r % 17 == 0)
+            weft_yield();   /* let fibers move between workers */
+    }
+    weft_close(e->fd);      /* the server sees EOF */
+    atomic_fetch_add(&e->m->clients_done, 1);
+    return NULL;
+}
+
+static void body_mt_echo(void *arg)
+{
+    (void)arg;
+    struct mt_echo m;
+    atomic_init(&m.sent, 0);
+    atomic_init(&m.echoed, 0);
+    atomic_init(&m.received, 0);
+    atomic_init(&m.clients_done, 0);
+    struct mt_end ends[2 * MT_PAIRS];
+    weft_fiber *f[2 * MT_PAIRS];
+    for (int i = 0; i < MT_PAIRS; i++) {
+        int sv[2];
+        /* half stream sockets (the drained-read hint), half seqpacket */
+        ck_assert_int_eq(socketpair(AF_UNIX, i % 2 ? SOCK_SEQPACKET : SOCK_STREAM, 0, sv), 0);
+        ends[2 * i] = (struct mt_end){ &m, sv[0], i };
+        ends[2 * i + 1] = (struct mt_end){ &m, sv[1], i };
+    }
+    for (int i = 0; i < MT_PAIRS; i++) {
+        ck_assert_int_eq(weft_spawn(&f[2 * i], NULL, mt_server, &ends[2 * i]), 0);
+        ck_assert_int_eq(weft_spawn(&f[2 * i + 1], NULL, mt_client, &ends[2 * i + 1]), 0);
+    }
+    for (int i = 0; i < 2 * MT_PAIRS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(atomic_load(&m.clients_done), MT_PAIRS);
+    uint64_t sent = atomic_load(&m.sent);
+    ck_assert_uint_gt(sent, 0);
+    ck_assert_uint_eq(atomic_load(&m.echoed), sent);
+    ck_assert_uint_eq(atomic_load(&m.received), sent);
+}
+
+START_TEST(test_mt_echo_many_pairs)
+{
+    FOR_WORKERS(body_mt_echo, NULL);
+}
+END_TEST
+
+/* One descriptor waited on by many fibers at once (spread over the
+ * workers): readers with weft_read, others with weft_wait_fd for READ and
+ * for READ|WRITE on a full socket. A writer feeds bytes in bursts; every
+ * byte must be read exactly once, and then EOF must reach every reader. */
+#define SH_READERS 12
+#define SH_WAITERS 6
+#define SH_BYTES   20000
+
+struct shared_fd {
+    int rd, wr;                     /* the shared reading end, the writer's end */
+    int full;                       /* a socket whose send buffer is full */
+    _Atomic uint64_t got, sum, wakes, eofs;
+    _Atomic int stop;
+};
+
+static void *sh_reader(void *arg)
+{
+    struct shared_fd *s = arg;
+    unsigned char buf[7];           /* short reads: the drained hint is used */
+    for (;;) {
+        ssize_t n = weft_read(s->rd, buf, sizeof buf, weft_deadline_ms(20000));
+        ck_assert_msg(n >= 0, "shared read: %s", weft_strerror((int)n));
+        if (n == 0)
+            break;
+        atomic_fetch_add(&s->got, (uint64_t)n);
+        uint64_t sum = 0;
+        for (ssize_t i = 0; i < n; i++)
+            sum += buf[i];
+        atomic_fetch_add(&s->sum, sum);
+    }
+    atomic_fetch_add(&s->eofs, 1);
+    return NULL;
+}
+
+static void *sh_waiter(void *arg)
+{
+    struct shared_fd *s = arg;
+    while (!atomic_load(&s->stop)) {
+        /* the full socket is not writable and has nothing to read: only
+         * the timeout or the peer's close can end this wait, which must
+         * not disturb the readers of the other descriptor */
+        int r = weft_wait_fd(s->full, WEFT_READ | WEFT_WRITE, weft_deadline_ms(5));
+        ck_assert_msg(r == -ETIMEDOUT || r > 0, "wait_fd: %s", weft_strerror(r));
+        r = weft_wait_fd(s->rd, WEFT_READ, weft_deadline_ms(5));
+        ck_assert_msg(r == -ETIMEDOUT || r == WEFT_READ, "wait_fd: %s", weft_strerror(r));
+        atomic_fetch_add(&s->wakes, 1);
+    }
+    return NULL;
+}
+
+static void body_shared_fd(void *arg)
+{
+    (void)arg;
+    struct shared_fd s;
+    memset(&s, 0, sizeof s);
+    int sv[2], fv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, fv), 0);
+    s.rd = sv[0];
+    s.wr = sv[1];
+    s.full = fv[0];
+    fill_up(fv[0]);
+    weft_fiber *r[SH_READERS], *wt[SH_WAITERS];
+    for (int i = 0; i < SH_READERS; i++)
+        ck_assert_int_eq(weft_spawn(&r[i], NULL, sh_reader, &s), 0);
+    for (int i = 0; i < SH_WAITERS; i++)
+        ck_assert_int_eq(weft_spawn(&wt[i], NULL, sh_waiter, &s), 0);
+    uint64_t s0 = 5, want_sum = 0;
+    unsigned char burst[64];
+    for (int sent = 0; sent < SH_BYTES;) {
+        int len = 1 + (int)(rng_next(&s0) % sizeof burst);
+        if (len > SH_BYTES - sent)
+            len = SH_BYTES - sent;
+        for (int i = 0; i < len; i++) {
+            burst[i] = (unsigned char)rng_next(&s0);
+            want_sum += burst[i];
+        }
+        ck_assert_int_eq(weft_write_all(s.wr, burst, (size_t)len, weft_deadline_ms(20000)), len);
+        sent += len;
+        if (rng_next(&s0) % 4 == 0)
+            weft_sleep_ms(0);
+        else
+            weft_yield();
+    }
+    weft_close(s.wr);               /* EOF for every reader */
+    for (int i = 0; i < SH_READERS; i++)
+        ck_assert_int_eq(weft_join(r[i], NULL, weft_deadline_ms(20000)), 0);
+    atomic_store(&s.stop, 1);
+    for (int i = 0; i < SH_WAITERS; i++)
+        ck_assert_int_eq(weft_join(wt[i], NULL, weft_deadline_ms(20000)), 0);
+    ck_assert_uint_eq(atomic_load(&s.got), SH_BYTES);
+    ck_assert_uint_eq(atomic_load(&s.sum), want_sum);
+    ck_assert_uint_eq(atomic_load(&s.eofs), SH_READERS);
+    weft_close(s.rd);
+    weft_close(fv[0]);
+    weft_close(fv[1]);
+}
+
+START_TEST(test_mt_one_fd_many_waiters)
+{
+    FOR_WORKERS(body_shared_fd, NULL);
+}
+END_TEST
+
+/* weft_close racing with fibers about to park, parking or parked on the
+ * descriptor (read, write on a full socket, wait_fd for one and for both
+ * directions), with data arriving meanwhile. Every call must end, none may
+ * stay parked, and once the descriptor is closed each ends with -EBADF
+ * (a read may first return data). Numbers are not reused within a round
+ * (no descriptor is made until every fiber of the round has returned). */
+#define CR_ROUNDS 200
+#define CR_FIBERS 8
+
+struct close_race {
+    int fd, peer;
+    _Atomic int ready, closed;
+    _Atomic int ebadf, other;
+};
+
+static void *cr_fiber(void *arg)
+{
+    struct close_race *c = ((struct close_race **)arg)[0];
+    int kind = (int)(intptr_t)((void **)arg)[1];
+    atomic_fetch_add(&c->ready, 1);
+    static char buf[1 << 16];
+    for (;;) {
+        long r;
+        switch (kind) {
+        case 0: r = weft_read(c->fd, buf, 16, weft_deadline_ms(10000)); break;
+        case 1: r = weft_write(c->fd, buf, sizeof buf, weft_deadline_ms(10000)); break;
+        case 2: r = weft_wait_fd(c->fd, WEFT_READ, weft_deadline_ms(10000)); break;
+        default: r = weft_wait_fd(c->fd, WEFT_READ | WEFT_WRITE, weft_deadline_ms(10000)); break;
+        }
+        if (r == -EBADF) {
+            atomic_fetch_add(&c->ebadf, 1);
+            return NULL;
+        }
+        /* before the close: data read, bytes written, readiness seen */
+        ck_assert_msg(r >= 0, "kind %d: %s", kind, weft_strerror((int)r));
+        if (kind >= 2)
+            weft_yield();   /* wait_fd does not consume the data: let readers run */
+        if (r == 0 && kind == 0)
+            ck_abort_msg("EOF: the peer is never closed before the round ends");
+    }
+}
+
+static void *cr_feeder(void *arg)
+{
+    struct close_race *c = arg;
+    for (int i = 0; i < 3 && !atomic_load(&c->closed); i++) {
+        (void)!send(c->peer, "ab", 2, MSG_NOSIGNAL);   /* c->fd may be closed by now */
+        weft_yield();
+    }
+    return NULL;
+}
+
+static void body_close_race(void *arg)
+{
+    (void)arg;
+    uint64_t s = 31;
+    int rounds = quick() ? CR_ROUNDS / 10 : CR_ROUNDS;
+    for (int round = 0; round < rounds; round++) {
+        struct close_race c;
+        memset(&c, 0, sizeof c);
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        c.fd = sv[0];
+        c.peer = sv[1];
+        fill_up(c.fd);              /* writers park; wait_fd(WRITE) too */
+        void *args[CR_FIBERS][2];
+        weft_fiber *f[CR_FIBERS], *feeder;
+        struct close_race *cp = &c;
+        for (int i = 0; i < CR_FIBERS; i++) {
+            args[i][0] = cp;
+            args[i][1] = (void *)(intptr_t)(i % 4);
+            ck_assert_int_eq(weft_spawn(&f[i], NULL, cr_fiber, args[i]), 0);
+        }
+        ck_assert_int_eq(weft_spawn(&feeder, NULL, cr_feeder, &c), 0);
+        /* close at a varying point: before the fibers ran, while they
+         * park, or once they are parked */
+        int spins = (int)(rng_next(&s) % 6);
+        for (int i = 0; i < spins; i++)
+            weft_yield();
+        if (rng_next(&s) % 3 == 0)
+            weft_sleep_ms(1);
+        atomic_store(&c.closed, 1);
+        ck_assert_int_eq(weft_close(c.fd), 0);
+        for (int i = 0; i < CR_FIBERS; i++)
+            ck_assert_int_eq(weft_join(f[i], NULL, weft_deadline_ms(5000)), 0);
+        ck_assert_int_eq(weft_join(feeder, NULL, weft_deadline_ms(5000)), 0);
+        ck_assert_int_eq(atomic_load(&c.ebadf), CR_FIBERS);
+        weft_close(c.peer);
+    }
+}
+
+START_TEST(test_mt_close_races_waiters)
+{
+    FOR_WORKERS(body_close_race, NULL);
+}
+END_TEST
+
+/* A fiber that waits for both directions is woken once by a report for
+ * one of them, and its other node is gone too: the timeout that follows
+ * must find nothing to remove (no double wake-up, nothing left queued).
+ * Repeated with reports racing the deadline. */
+static void *both_ways(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (int i = 0; i < 200; i++) {
+        int r = weft_wait_fd(fd, WEFT_READ | WEFT_WRITE, weft_deadline_ms(1 + i % 3));
+        ck_assert_msg(r == -ETIMEDOUT || r == WEFT_READ || r == WEFT_WRITE ||
+                      r == (WEFT_READ | WEFT_WRITE), "wait_fd both: %d", r);
+        char c;
+        while (recv(fd, &c, 1, MSG_DONTWAIT) == 1)
+            ;
+    }
+    return NULL;
+}
+
+static void *poke(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (int i = 0; i < 300; i++) {
+        (void)!write(fd, "p", 1);
+        weft_sleep_ms(i % 2);
+    }
+    return NULL;
+}
+
+static void body_both_ways(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    fill_up(sv[0]);                 /* not writable: READ reports only */
+    weft_fiber *a, *b;
+    ck_assert_int_eq(weft_spawn(&a, NULL, both_ways, (void *)(intptr_t)sv[0]), 0);
+    ck_assert_int_eq(weft_spawn(&b, NULL, poke, (void *)(intptr_t)sv[1]), 0);
+    ck_assert_int_eq(weft_join(a, NULL, weft_deadline_ms(20000)), 0);
+    ck_assert_int_eq(weft_join(b, NULL, weft_deadline_ms(20000)), 0);
+    weft_close(sv[0]);
+    weft_close(sv[1]);
+}
+
+START_TEST(test_mt_wait_both_directions)
+{
+    FOR_WORKERS(body_both_ways, NULL);
+}
+END_TEST
+
 static Suite *io_suite(void)
 {
     Suite *s = suite_create("io");
@@ -1195,6 +1563,10 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_emfile_storm);
     tcase_add_test(tc, test_emfile_recover_on_close);
     tcase_add_test(tc, test_backend_selected);
+    tcase_add_test(tc, test_mt_echo_many_pairs);
+    tcase_add_test(tc, test_mt_one_fd_many_waiters);
+    tcase_add_test(tc, test_mt_close_races_waiters);
+    tcase_add_test(tc, test_mt_wait_both_directions);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,11 +9,41 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 static int64_t elapsed_ms(int64_t t0) { return (weft_now() - t0) / 1000000; }
+
+/* Runs body in a runtime of the given number of workers with the checks of
+ * run_in_runtime; until the multi-worker scheduler lands, workers > 1 says
+ * -ENOTSUP and the run is skipped (printed). */
+static void run_workers(int workers, void (*body)(void *), void *arg)
+{
+    weft_config cfg;
+    weft_config_init(&cfg);
+    cfg.workers = workers;
+    int r = weft_run(&cfg, body, arg);
+    if (r == -ENOTSUP && workers > 1) {
+        printf("skipped with %d workers: the runtime says -ENOTSUP\n", workers);
+        return;
+    }
+    ck_assert_msg(r == 0, "weft_run(workers=%d): %s", workers, weft_strerror(r));
+    weft_stats st;
+    weft_stats_get(&st);
+    ck_assert_uint_eq(st.runtimes, 0);
+    ck_assert_uint_eq(st.fibers_live, 0);
+    ck_assert_uint_eq(st.stacks_in_use, 0);
+    ck_assert_uint_eq(st.map_entries, 0);
+}
+
+static const int worker_counts[] = { 1, 2 };
+#define FOR_WORKERS(body, arg) \
+    for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
+        run_workers(worker_counts[wi_], body, arg)
 
 static int port_of(int fd)
 {
@@ -52,7 +82,7 @@ static void body_malformed(void *arg)
 
 START_TEST(test_malformed_addresses)
 {
-    run_in_runtime(NULL, body_malformed, NULL);
+    FOR_WORKERS(body_malformed, NULL);
 }
 END_TEST
 
@@ -133,7 +163,7 @@ static void body_valid(void *arg)
 
 START_TEST(test_valid_addresses)
 {
-    run_in_runtime(NULL, body_valid, NULL);
+    FOR_WORKERS(body_valid, NULL);
 }
 END_TEST
 
@@ -166,7 +196,7 @@ static void body_reuseport(void *arg)
 
 START_TEST(test_reuseport)
 {
-    run_in_runtime(NULL, body_reuseport, NULL);
+    FOR_WORKERS(body_reuseport, NULL);
 }
 END_TEST
 
@@ -210,7 +240,7 @@ static void body_unix(void *arg)
 
 START_TEST(test_unix_sockets)
 {
-    run_in_runtime(NULL, body_unix, NULL);
+    FOR_WORKERS(body_unix, NULL);
 }
 END_TEST
 
@@ -243,7 +273,7 @@ static void body_connect_errors(void *arg)
 
 START_TEST(test_connect_errors)
 {
-    run_in_runtime(NULL, body_connect_errors, NULL);
+    FOR_WORKERS(body_connect_errors, NULL);
 }
 END_TEST
 
@@ -271,7 +301,106 @@ static void body_udp(void *arg)
 
 START_TEST(test_udp_bind)
 {
-    run_in_runtime(NULL, body_udp, NULL);
+    FOR_WORKERS(body_udp, NULL);
+}
+END_TEST
+
+/* Several workers: one listening socket shared by several accepting fibers
+ * and many clients connecting with weft_tcp_connect at once; every client
+ * exchanges a few messages; the totals must match. Exercises net.c's
+ * socket adoption from any worker and accept waiters on one descriptor. */
+#define NT_ACCEPTORS 4
+#define NT_CLIENTS   64
+
+struct net_mt {
+    int lfd;
+    char addr[64];
+    _Atomic int accepted, served, clients_ok;
+    _Atomic uint64_t bytes, sent;
+};
+
+static void *nt_serve(void *arg)
+{
+    struct net_mt *m = ((void **)arg)[0];
+    int fd = (int)(intptr_t)((void **)arg)[1];
+    free(arg);
+    char buf[512];
+    ssize_t n;
+    while ((n = weft_read(fd, buf, sizeof buf, weft_deadline_ms(20000))) > 0) {
+        ck_assert_int_eq(weft_write_all(fd, buf, (size_t)n, weft_deadline_ms(20000)), n);
+        atomic_fetch_add(&m->bytes, (uint64_t)n);
+    }
+    ck_assert_int_eq(n, 0);
+    weft_close(fd);
+    atomic_fetch_add(&m->served, 1);
+    return NULL;
+}
+
+static void *nt_acceptor(void *arg)
+{
+    struct net_mt *m = arg;
+    for (;;) {
+        int fd = weft_accept(m->lfd, NULL, NULL, WEFT_FOREVER);
+        if (fd == -EBADF || fd == -ECANCELED)
+            return NULL;            /* the listener was closed: done */
+        ck_assert_msg(fd >= 0, "accept: %s", weft_strerror(fd));
+        atomic_fetch_add(&m->accepted, 1);
+        void **a = malloc(2 * sizeof *a);
+        a[0] = m;
+        a[1] = (void *)(intptr_t)fd;
+        ck_assert_int_eq(weft_spawn(NULL, NULL, nt_serve, a), 0);
+    }
+}
+
+static void *nt_client(void *arg)
+{
+    struct net_mt *m = arg;
+    int fd = weft_tcp_connect(m->addr, weft_deadline_ms(10000));
+    ck_assert_msg(fd >= 0, "connect: %s", weft_strerror(fd));
+    char out[100], in[100];
+    for (int i = 0; i < 20; i++) {
+        int len = snprintf(out, sizeof out, "fd %d message %d", fd, i);
+        ck_assert_int_eq(weft_write_all(fd, out, (size_t)len, weft_deadline_ms(10000)), len);
+        atomic_fetch_add(&m->sent, (uint64_t)len);
+        ck_assert_int_eq(weft_read_full(fd, in, (size_t)len, weft_deadline_ms(10000)), len);
+        ck_assert(memcmp(in, out, (size_t)len) == 0);
+    }
+    weft_close(fd);
+    atomic_fetch_add(&m->clients_ok, 1);
+    return NULL;
+}
+
+static void body_mt_accept(void *arg)
+{
+    (void)arg;
+    struct net_mt m;
+    memset(&m, 0, sizeof m);
+    m.lfd = weft_tcp_listen("127.0.0.1:0", 256);
+    ck_assert_int_ge(m.lfd, 0);
+    ck_assert_int_gt(weft_local_addr(m.lfd, m.addr, sizeof m.addr), 0);
+    weft_fiber *acc[NT_ACCEPTORS], *cl[NT_CLIENTS];
+    for (int i = 0; i < NT_ACCEPTORS; i++)
+        ck_assert_int_eq(weft_spawn(&acc[i], NULL, nt_acceptor, &m), 0);
+    for (int i = 0; i < NT_CLIENTS; i++)
+        ck_assert_int_eq(weft_spawn(&cl[i], NULL, nt_client, &m), 0);
+    for (int i = 0; i < NT_CLIENTS; i++)
+        ck_assert_int_eq(weft_join(cl[i], NULL, weft_deadline_ms(20000)), 0);
+    ck_assert_int_eq(atomic_load(&m.clients_ok), NT_CLIENTS);
+    /* every server sees its EOF and counts itself */
+    for (int i = 0; i < 2000 && atomic_load(&m.served) < NT_CLIENTS; i++)
+        weft_sleep_ms(1);
+    ck_assert_int_eq(atomic_load(&m.served), NT_CLIENTS);
+    ck_assert_int_eq(atomic_load(&m.accepted), NT_CLIENTS);
+    weft_close(m.lfd);              /* wakes the parked acceptors with -EBADF */
+    for (int i = 0; i < NT_ACCEPTORS; i++)
+        ck_assert_int_eq(weft_join(acc[i], NULL, weft_deadline_ms(5000)), 0);
+    ck_assert_uint_gt(atomic_load(&m.sent), 0);
+    ck_assert_uint_eq(atomic_load(&m.bytes), atomic_load(&m.sent));
+}
+
+START_TEST(test_mt_shared_listener)
+{
+    FOR_WORKERS(body_mt_accept, NULL);
 }
 END_TEST
 
@@ -287,6 +416,7 @@ static Suite *net_suite(void)
     tcase_add_test(tc, test_unix_sockets);
     tcase_add_test(tc, test_connect_errors);
     tcase_add_test(tc, test_udp_bind);
+    tcase_add_test(tc, test_mt_shared_listener);
     suite_add_tcase(s, tc);
     return s;
 }

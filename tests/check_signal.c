@@ -2,7 +2,14 @@
  * deadline, cancellation, argument errors, and that the signal mask is
  * restored once nobody waits, and a pinned waiter under one and two
  * workers. Runs on both reactor backends.
+ *
+ * Several workers (WEFT_WORKERS=2): weft_signal_wait blocks and reads on
+ * worker 0, the thread that called weft_run() (see src/signal.c). The
+ * masks these tests check, and the ones they change by hand, are that
+ * thread's, so their bodies first move to worker 0 (on_w0(); a no-op with
+ * one worker).
  */
+#include "internal.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -20,6 +27,20 @@ static int blocked(int sig)
     return sigismember(&cur, sig);
 }
 
+/* Several workers: keeps the calling fiber on worker 0 from now on (its
+ * home becomes worker 0; a yield moves it there). One worker: nothing. */
+static void on_w0(void)
+{
+    struct weft__fiber *self = weft__self(weft__worker());
+    ck_assert_ptr_nonnull(self);
+    struct weft_rt *rt = self->rt;
+    if (!rt->mt)
+        return;
+    self->home = &rt->w0;
+    while (self->w != &rt->w0)
+        weft__yield(self->w, self);
+}
+
 static void *raiser(void *arg)
 {
     weft_sleep_ms(30);
@@ -30,6 +51,7 @@ static void *raiser(void *arg)
 static void body_deliver(void *arg)
 {
     (void)arg;
+    on_w0();
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
@@ -59,6 +81,7 @@ END_TEST
 static void body_deadline(void *arg)
 {
     (void)arg;
+    on_w0();
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
@@ -87,6 +110,7 @@ static void *waiter(void *arg)
 static void body_cancel(void *arg)
 {
     (void)arg;
+    on_w0();
     int r = 0;
     weft_fiber *f;
     ck_assert_int_eq(weft_spawn(&f, NULL, waiter, &r), 0);
@@ -128,60 +152,120 @@ START_TEST(test_errors)
 }
 END_TEST
 
-/* With two workers (skipped while the runtime answers -ENOTSUP): a pinned
- * waiter is sent a thread-directed signal (process-directed ones may land
- * on a worker that does not block them), gets it through its signalfd,
- * and its thread's mask is restored afterwards. */
-static pthread_t waiter_thread;
-static volatile int waiter_ready;
+/* A pinned waiter, under one and two workers, is sent a process-directed
+ * signal and gets it through its signalfd; it comes back on the thread it
+ * is pinned to, and worker 0's mask is restored afterwards. With two
+ * workers a second waiter is pinned to a worker other than worker 0 (a
+ * "finder" fiber that was stolen by it spawns the waiter there): the wait
+ * moves it to worker 0 and back. */
+static pthread_t run_thread;            /* the thread that called weft_run(): worker 0 */
+
+struct pw {
+    int r;
+    pthread_t before, after;
+    _Atomic int waiting;                /* about to call weft_signal_wait */
+    int done;
+};
 
 static void *pinned_waiter(void *arg)
 {
+    struct pw *p = arg;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR2);
-    waiter_thread = pthread_self();
-    waiter_ready = 1;
-    int r = weft_signal_wait(&set, weft_deadline_ms(5000));
-    int restored = !blocked(SIGUSR2);
-    *(int *)arg = r == SIGUSR2 && restored && pthread_equal(waiter_thread, pthread_self());
+    p->before = pthread_self();
+    atomic_store(&p->waiting, 1);
+    p->r = weft_signal_wait(&set, weft_deadline_ms(5000));
+    p->after = pthread_self();
+    p->done = 1;
     return NULL;
 }
 
-static void *thread_raiser(void *arg)
+/* Sends SIGUSR2 to the process once p waits for it: once worker 0 blocks
+ * it (before that, the default action would end the process). */
+static void *process_raiser(void *arg)
+{
+    struct pw *p = arg;
+    on_w0();
+    int64_t until = weft_deadline_ms(5000);
+    while (!(atomic_load(&p->waiting) && blocked(SIGUSR2)) && weft_now() < until)
+        weft_sleep_ms(1);
+    weft_sleep_ms(10);
+    if (blocked(SIGUSR2))
+        kill(getpid(), SIGUSR2);
+    return NULL;
+}
+
+static void run_pinned_waiter(struct pw *p)
+{
+    memset(p, 0, sizeof *p);
+    weft_attr attr;
+    weft_attr_init(&attr);
+    attr.pinned = 1;
+    weft_fiber *w, *k;
+    ck_assert_int_eq(weft_spawn(&w, &attr, pinned_waiter, p), 0);
+    ck_assert_int_eq(weft_spawn(&k, NULL, process_raiser, p), 0);
+    ck_assert_int_eq(weft_join(w, NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(weft_join(k, NULL, WEFT_FOREVER), 0);
+}
+
+static _Atomic int found;
+static struct pw far_waiter;
+
+/* Yields until a worker other than worker 0 runs it; the first to get
+ * there runs a pinned waiter on that worker. */
+static void *finder(void *arg)
 {
     (void)arg;
-    while (!waiter_ready)
-        weft_sleep_ms(1);
-    weft_sleep_ms(30);
-    pthread_kill(waiter_thread, SIGUSR2);
+    int64_t until = weft_deadline_ms(5000);
+    while (!atomic_load(&found) && weft_now() < until) {
+        int z = 0;
+        if (!pthread_equal(pthread_self(), run_thread) &&
+            atomic_compare_exchange_strong(&found, &z, 1)) {
+            run_pinned_waiter(&far_waiter);
+            return NULL;
+        }
+        weft_yield();
+    }
     return NULL;
 }
 
 static void body_workers(void *arg)
 {
-    (void)arg;
-    int ok = 0;
-    waiter_ready = 0;
-    weft_attr attr;
-    weft_attr_init(&attr);
-    attr.pinned = 1;
-    weft_fiber *w, *k;
-    ck_assert_int_eq(weft_spawn(&w, &attr, pinned_waiter, &ok), 0);
-    ck_assert_int_eq(weft_spawn(&k, NULL, thread_raiser, NULL), 0);
-    ck_assert_int_eq(weft_join(w, NULL, WEFT_FOREVER), 0);
-    ck_assert_int_eq(weft_join(k, NULL, WEFT_FOREVER), 0);
-    ck_assert_int_eq(ok, 1);
+    int workers = *(int *)arg;
+    on_w0();
+    struct pw near;
+    run_pinned_waiter(&near);
+    ck_assert_int_eq(near.r, SIGUSR2);
+    ck_assert(pthread_equal(near.before, near.after));
+    ck_assert(!blocked(SIGUSR2));       /* worker 0's mask: restored */
+    if (workers < 2)
+        return;
+    atomic_store(&found, 0);
+    memset(&far_waiter, 0, sizeof far_waiter);
+    weft_fiber *f[8];
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, finder, NULL), 0);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_msg(atomic_load(&found), "no fiber ever ran on another worker");
+    ck_assert_int_eq(far_waiter.done, 1);
+    ck_assert_int_eq(far_waiter.r, SIGUSR2);
+    ck_assert(!pthread_equal(far_waiter.before, run_thread));   /* started off worker 0 */
+    ck_assert(pthread_equal(far_waiter.before, far_waiter.after)); /* and came back */
+    ck_assert(!blocked(SIGUSR2));
 }
 
-START_TEST(test_workers)
+START_TEST(test_pinned_workers)
 {
     static const int counts[] = { 1, 2 };
+    run_thread = pthread_self();
     for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
         weft_config cfg;
         weft_config_init(&cfg);
         cfg.workers = counts[i];
-        int r = weft_run(&cfg, body_workers, NULL);
+        int n = counts[i];
+        int r = weft_run(&cfg, body_workers, &n);
         if (r == -ENOTSUP) {
             printf("skipped with %d workers: the runtime says -ENOTSUP\n", counts[i]);
             continue;
@@ -200,7 +284,7 @@ static Suite *signal_suite(void)
     tcase_add_test(tc, test_deadline);
     tcase_add_test(tc, test_cancel);
     tcase_add_test(tc, test_errors);
-    tcase_add_test(tc, test_workers);
+    tcase_add_test(tc, test_pinned_workers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -26,6 +26,42 @@ static const int worker_counts[] = { 1, 2 };
     for (size_t wi_ = 0; wi_ < sizeof worker_counts / sizeof *worker_counts; wi_++) \
         run_workers(worker_counts[wi_], body, arg)
 
+/* Tests that check one-worker orderings (settle(), order arrays, waiter
+ * counts right after settle()) stay deterministic with two workers: their
+ * body runs as a pinned controller (run_pinned(); the main fiber may
+ * migrate) and every fiber it spawns gets pinned_attr(), so they all share
+ * the controller's worker and run in one-worker FIFO order (see
+ * actors.h). With one worker the body runs as the main fiber and the
+ * fibers are spawned unpinned, as before. The stress tests stay unpinned:
+ * they are the real concurrency tests. */
+struct det_call { void (*body)(void *); void *arg; };
+
+static void det_main(void *p)
+{
+    struct det_call *c = p;
+    if (weft__worker()->mt)
+        run_pinned(c->body, c->arg);
+    else
+        c->body(c->arg);
+}
+
+#define FOR_WORKERS_PINNED(body, arg) \
+    do { \
+        struct det_call dc_ = { body, arg }; \
+        FOR_WORKERS(det_main, &dc_); \
+    } while (0)
+
+/* Spawn attributes for the fibers of a FOR_WORKERS_PINNED body: pinned
+ * when the runtime has several workers. One controller at a time, so one
+ * static object does. */
+static const weft_attr *pinned_attr(void)
+{
+    static weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = weft__worker()->mt;
+    return &a;
+}
+
 /* ------------------------------------------------------------ bad input */
 
 static void body_bad_input(void *unused)
@@ -146,7 +182,7 @@ static void body_mutex_fifo(void *unused)
     ck_assert_int_eq(weft_mutex_lock(&gm, WEFT_FOREVER), -EDEADLK);
     ck_assert_int_eq(weft_mutex_trylock(&gm), -EBUSY);
     for (intptr_t i = 0; i < 8; i++)
-        ck_assert_int_eq(weft_spawn(&f[i], NULL, lock_record_unlock, (void *)i), 0);
+        ck_assert_int_eq(weft_spawn(&f[i], pinned_attr(), lock_record_unlock, (void *)i), 0);
     settle();
     ck_assert_uint_eq(weft__mutex_waiters(&gm), 8);
     /* Unlock and immediately try to take it back: the first waiter already
@@ -167,7 +203,7 @@ static void body_mutex_fifo(void *unused)
 
 START_TEST(mutex_fifo_handoff)
 {
-    FOR_WORKERS(body_mutex_fifo, NULL);
+    FOR_WORKERS_PINNED(body_mutex_fifo, NULL);
 }
 END_TEST
 
@@ -196,7 +232,7 @@ static void body_mutex_deadline_cancel(void *unused)
     ck_assert_int_eq(weft_mutex_unlock(&gm), 0);
     /* ... and is refused at once on a held one. */
     weft_fiber *holder;
-    ck_assert_int_eq(weft_spawn(&holder, NULL, hold_mutex_ms, (void *)(intptr_t)100), 0);
+    ck_assert_int_eq(weft_spawn(&holder, pinned_attr(), hold_mutex_ms, (void *)(intptr_t)100), 0);
     settle();
     ck_assert_int_eq(weft_mutex_lock(&gm, weft_now() - 1000), -ETIMEDOUT);
     ck_assert_uint_eq(weft__mutex_waiters(&gm), 0);
@@ -207,7 +243,7 @@ static void body_mutex_deadline_cancel(void *unused)
     ck_assert_uint_eq(weft__mutex_waiters(&gm), 0);
     /* Cancellation while queued. */
     weft_fiber *waiter;
-    ck_assert_int_eq(weft_spawn(&waiter, NULL, lock_forever, NULL), 0);
+    ck_assert_int_eq(weft_spawn(&waiter, pinned_attr(), lock_forever, NULL), 0);
     settle();
     ck_assert_uint_eq(weft__mutex_waiters(&gm), 1);
     ck_assert_int_eq(weft_cancel(waiter), 0);
@@ -221,7 +257,7 @@ static void body_mutex_deadline_cancel(void *unused)
 
 START_TEST(mutex_deadline_and_cancel)
 {
-    FOR_WORKERS(body_mutex_deadline_cancel, NULL);
+    FOR_WORKERS_PINNED(body_mutex_deadline_cancel, NULL);
 }
 END_TEST
 
@@ -241,7 +277,7 @@ static void body_handoff_beats_deadline(void *unused)
     (void)unused;
     ck_assert_int_eq(weft_mutex_lock(&gm, WEFT_FOREVER), 0);
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, lock_short, NULL), 0);
+    ck_assert_int_eq(weft_spawn(&f, pinned_attr(), lock_short, NULL), 0);
     settle();
     ck_assert_int_eq(weft_mutex_unlock(&gm), 0);   /* hand-off: f now owns it */
     /* Burn past f's deadline without letting it run. */
@@ -256,7 +292,7 @@ static void body_handoff_beats_deadline(void *unused)
 
 START_TEST(mutex_handoff_beats_deadline)
 {
-    FOR_WORKERS(body_handoff_beats_deadline, NULL);
+    FOR_WORKERS_PINNED(body_handoff_beats_deadline, NULL);
 }
 END_TEST
 
@@ -328,7 +364,7 @@ static void body_cond_basic(void *unused)
     norder = 0;
     ready_flag = 0;
     for (intptr_t i = 0; i < 6; i++)
-        ck_assert_int_eq(weft_spawn(&f[i], NULL, cond_waiter, (void *)i), 0);
+        ck_assert_int_eq(weft_spawn(&f[i], pinned_attr(), cond_waiter, (void *)i), 0);
     settle();
     ck_assert_uint_eq(weft__cond_waiters(&gc), 6);
     ck_assert_uint_eq(weft__mutex_owner(&gm), 0);
@@ -357,7 +393,7 @@ static void body_cond_basic(void *unused)
 
 START_TEST(cond_signal_broadcast)
 {
-    FOR_WORKERS(body_cond_basic, NULL);
+    FOR_WORKERS_PINNED(body_cond_basic, NULL);
 }
 END_TEST
 
@@ -390,7 +426,7 @@ static void body_cond_deadline_cancel(void *unused)
     /* Expiry while another fiber holds the mutex: the waiter must wait for
      * the mutex after its deadline and still come back owning it. */
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, cond_wait_timed, (void *)(intptr_t)5), 0);
+    ck_assert_int_eq(weft_spawn(&f, pinned_attr(), cond_wait_timed, (void *)(intptr_t)5), 0);
     settle();
     ck_assert_uint_eq(weft__cond_waiters(&gc), 1);
     ck_assert_int_eq(weft_mutex_lock(&gm, WEFT_FOREVER), 0);
@@ -403,7 +439,7 @@ static void body_cond_deadline_cancel(void *unused)
     ck_assert_int_eq((intptr_t)res, -ETIMEDOUT);
 
     /* Cancellation while waiting, then re-locking. */
-    ck_assert_int_eq(weft_spawn(&f, NULL, cond_wait_timed, (void *)(intptr_t)-1), 0);
+    ck_assert_int_eq(weft_spawn(&f, pinned_attr(), cond_wait_timed, (void *)(intptr_t)-1), 0);
     settle();
     ck_assert_uint_eq(weft__cond_waiters(&gc), 1);
     /* mixing mutexes on one cond is refused */
@@ -424,7 +460,7 @@ static void body_cond_deadline_cancel(void *unused)
 
 START_TEST(cond_deadline_and_cancel)
 {
-    FOR_WORKERS(body_cond_deadline_cancel, NULL);
+    FOR_WORKERS_PINNED(body_cond_deadline_cancel, NULL);
 }
 END_TEST
 
@@ -443,7 +479,7 @@ static void body_cond_already_cancelled(void *unused)
 {
     (void)unused;
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, cancelled_cond_wait, NULL), 0);
+    ck_assert_int_eq(weft_spawn(&f, pinned_attr(), cancelled_cond_wait, NULL), 0);
     weft_yield();
     ck_assert_int_eq(weft_cancel(f), 0);
     void *res;
@@ -454,7 +490,7 @@ static void body_cond_already_cancelled(void *unused)
 
 START_TEST(cond_already_cancelled)
 {
-    FOR_WORKERS(body_cond_already_cancelled, NULL);
+    FOR_WORKERS_PINNED(body_cond_already_cancelled, NULL);
 }
 END_TEST
 
@@ -491,7 +527,7 @@ static void body_sem(void *unused)
     norder = 0;
     weft_fiber *f[5];
     for (intptr_t i = 0; i < 5; i++)
-        ck_assert_int_eq(weft_spawn(&f[i], NULL, sem_take, (void *)i), 0);
+        ck_assert_int_eq(weft_spawn(&f[i], pinned_attr(), sem_take, (void *)i), 0);
     settle();
     ck_assert_uint_eq(weft__sem_waiters(&gs), 5);
     ck_assert_int_eq(weft_sem_release(&gs), 0);
@@ -519,7 +555,7 @@ static void body_sem(void *unused)
 
 START_TEST(sem_basic)
 {
-    FOR_WORKERS(body_sem, NULL);
+    FOR_WORKERS_PINNED(body_sem, NULL);
 }
 END_TEST
 
@@ -546,10 +582,10 @@ static void body_wg(void *unused)
     ck_assert_int_eq(weft_wg_wait(&gg, WEFT_FOREVER), 0);   /* zero: at once */
     ck_assert_int_eq(weft_wg_add(&gg, 4), 0);
     for (intptr_t i = 0; i < 4; i++)
-        ck_assert_int_eq(weft_spawn(NULL, NULL, wg_worker, (void *)(i * 2)), 0);
+        ck_assert_int_eq(weft_spawn(NULL, pinned_attr(), wg_worker, (void *)(i * 2)), 0);
     weft_fiber *w[3];
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(weft_spawn(&w[i], NULL, wg_waiter, NULL), 0);
+        ck_assert_int_eq(weft_spawn(&w[i], pinned_attr(), wg_waiter, NULL), 0);
     ck_assert_int_eq(weft_wg_wait(&gg, weft_now() - 1), -ETIMEDOUT);
     ck_assert_int_eq(weft_wg_wait(&gg, WEFT_FOREVER), 0);
     for (int i = 0; i < 3; i++) {
@@ -563,7 +599,7 @@ static void body_wg(void *unused)
     ck_assert_int_eq(weft_wg_add(&gg, 1), 0);
     ck_assert_int_eq(weft_wg_wait(&gg, weft_deadline_ms(5)), -ETIMEDOUT);
     ck_assert_uint_eq(weft__wg_waiters(&gg), 0);
-    ck_assert_int_eq(weft_spawn(&w[0], NULL, wg_waiter, NULL), 0);
+    ck_assert_int_eq(weft_spawn(&w[0], pinned_attr(), wg_waiter, NULL), 0);
     settle();
     ck_assert_uint_eq(weft__wg_waiters(&gg), 1);
     ck_assert_int_eq(weft_cancel(w[0]), 0);
@@ -576,7 +612,7 @@ static void body_wg(void *unused)
 
 START_TEST(wg_basic)
 {
-    FOR_WORKERS(body_wg, NULL);
+    FOR_WORKERS_PINNED(body_wg, NULL);
 }
 END_TEST
 
