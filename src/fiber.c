@@ -287,7 +287,7 @@ int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft
 
     /* joiner and result were cleared when the block was freed. */
     atomic_store_explicit(&f->flags, 0, memory_order_relaxed);
-    f->home = NULL;
+    atomic_store_explicit(&f->home, NULL, memory_order_relaxed);
     f->rt = rt;
     f->stack = s;
     f->canary = s->guard == WEFT__GK_CANARY ? (const uint64_t *)(const void *)s->lo : NULL;
@@ -301,7 +301,7 @@ int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft
     if (attr && attr->pinned) {
         atomic_store_explicit(&f->flags, WEFT__FL_PINNED, memory_order_relaxed);
         if (w->mt)
-            f->home = w;
+            atomic_store_explicit(&f->home, w, memory_order_relaxed);
     }
     f->id = take_id(w);
     weft__san_stack_acquire(&f->san, s->lo, s->size);

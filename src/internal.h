@@ -88,7 +88,9 @@ struct weft__wait {
 struct weft__fiber {
     weft__fctx ctx;                 /* saved context while not running */
     struct weft__fiber *next;       /* run queue link */
-    struct weft__worker *w;         /* worker it last ran on */
+    /* worker it last ran on; other workers read it (an unlink, a dump),
+     * so it is atomic (relaxed: any worker of the runtime will do) */
+    struct weft__worker *_Atomic w;
     _Atomic uint8_t state;          /* enum weft__fstate */
     _Atomic uint8_t flags;          /* enum weft__fflag */
     _Atomic uint8_t on_cpu;         /* several workers: its stack is still in use */
@@ -97,7 +99,7 @@ struct weft__fiber {
     const uint64_t *canary;         /* non-NULL: an unguarded stack's canary word */
     struct weft_rt *rt;             /* its runtime, fixed from spawn */
     int saved_errno;                /* errno across switches (several workers) */
-    struct weft__worker *home;      /* pinned fibers: the worker they stay on */
+    struct weft__worker *_Atomic home; /* pinned fibers: the worker they stay on */
     struct weft__worker *timer_w;   /* whose wheel timer is armed on */
     union { weft_fn fn; void (*vfn)(void *); };
     void *arg;
@@ -252,22 +254,6 @@ static inline struct weft__fiber *weft__self(struct weft__worker *w)
 bool weft__rq_empty(const struct weft__worker *w);
 /* Fibers on w's run queue (a walk: for dumps and tests, not hot paths). */
 size_t weft__rq_count(const struct weft__worker *w);
-
-/* Keeps the running fiber on its current worker until weft__unpin()
- * (several workers; a no-op with one). Returns whether it was pinned
- * already, for weft__unpin(). */
-static inline bool weft__pin(struct weft__fiber *self)
-{
-    bool was = self->home != NULL;
-    if (self->w->mt && !was)
-        self->home = self->w;
-    return was;
-}
-static inline void weft__unpin(struct weft__fiber *self, bool was)
-{
-    if (!was)
-        self->home = NULL;
-}
 
 /* Takes and releases an object's lock when w's runtime has several
  * workers; no-ops with one (see lock.h). */

@@ -252,8 +252,8 @@ static struct weft__fiber *steal_from(struct weft__worker *w, struct weft__worke
         uint32_t k = 0;
         for (; k < n; k++) {
             struct weft__fiber *f = atomic_load_explicit(&v->ring[(h + k) % WEFT__RQ_SIZE], RLX);
-            if (f->home)
-                break;
+            if (atomic_load_explicit(&f->home, RLX))
+                break;      /* (f may be stale if the CAS below fails: only read) */
             atomic_store_explicit(&w->ring[(wt + k) % WEFT__RQ_SIZE], f, RLX);
         }
         if ((n = k) == 0)
@@ -431,7 +431,7 @@ __attribute__((always_inline)) static inline void jump_mt(struct weft__worker *w
         weft__overflow_report(from, "its stack canary was overwritten");
     if (mt)
         mt_claim(from, to);
-    to->w = w;
+    atomic_store_explicit(&to->w, w, RLX);
     w->current = to;
     count(&w->n_switches);
     weft__san_before_jump(&from->san, &to->san, state_of(from) == WEFT__F_EXITING);
@@ -719,7 +719,7 @@ int weft__worker_init(struct weft__worker *w, struct weft_rt *rt)
     w->rt = rt;
     w->mt = rt->mt;
     w->sched.state = WEFT__F_SCHED;
-    w->sched.w = w;
+    atomic_store_explicit(&w->sched.w, w, RLX);
     strcpy(w->sched.name, "(scheduler)");
     w->current = &w->sched;
     w->budget = BUDGET;
