@@ -186,7 +186,7 @@ static void add_rt(struct weft_rt *rt, void *ctx)
 {
     weft_stats *s = ctx;
     s->runtimes++;
-    s->fibers_live += atomic_load_explicit(&rt->live, memory_order_relaxed);
+    s->fibers_live += weft__live(rt);
     for (unsigned i = 0; i < rt->nworkers; i++) {
         s->fibers_spawned += rd(&rt->ws[i]->n_spawned);
         s->switches += rd(&rt->ws[i]->n_switches);
@@ -313,7 +313,7 @@ static void dump_summary(struct weft_rt *rt, void *ctx)
         switches += rd(&rt->ws[i]->n_switches);
     }
     fprintf(out, "weft: runtime %p: %u worker(s), %zu live fibers, %llu spawned, %llu switches\n",
-            (void *)rt, rt->nworkers, atomic_load_explicit(&rt->live, memory_order_relaxed),
+            (void *)rt, rt->nworkers, weft__live(rt),
             (unsigned long long)spawned, (unsigned long long)switches);
 }
 

@@ -306,11 +306,6 @@ int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft
     f->id = take_id(w);
     weft__san_stack_acquire(&f->san, s->lo, s->size);
     f->ctx = weft__make_fcontext(s->lo + s->size, s->size, weft__fiber_entry);
-    if (w->mt)
-        atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
-    else
-        atomic_store_explicit(&rt->live, atomic_load_explicit(&rt->live, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
     *out = f;
     return 0;
 }

@@ -144,7 +144,7 @@ struct weft__worker {
     struct weft__iotab *io;         /* io.c: per-descriptor waiters, made on first use */
     /* statistics, written by this worker only (relaxed atomics so other
      * threads may read them) */
-    _Atomic uint64_t n_spawned, n_parks, n_polls;
+    _Atomic uint64_t n_spawned, n_exited, n_parks, n_polls;
     _Atomic uint64_t n_steals, n_sleeps;
     /* ---- several workers (see sched.c) ---- */
     unsigned index;
@@ -211,7 +211,6 @@ struct weft_rt {
     weft__lockword ft_lock;          /* several workers: the table's free list and growth */
     struct weft__pool *pools;        /* stack pools, one per stack size */
     weft__lockword pool_lock;        /* several workers: the pools */
-    _Atomic size_t live;             /* fibers spawned and not yet exited */
     struct weft__fiber *main;
     _Atomic bool shutting_down;
     /* several workers: the injector, idle workers, the reactor's owner */
@@ -300,6 +299,8 @@ void weft__inject(struct weft_rt *rt, struct weft__fiber *f);
 /* Several workers: work was made runnable; wake an idle worker if none is
  * looking for work already. */
 void weft__notify(struct weft_rt *rt);
+/* Fibers spawned and not yet exited (sums the workers' counters). */
+size_t weft__live(struct weft_rt *rt);
 /* Runs the runtime's extra workers (weft_run) and stops them. */
 int  weft__workers_start(struct weft_rt *rt);
 void weft__workers_join(struct weft_rt *rt);

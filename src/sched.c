@@ -694,10 +694,8 @@ void weft__fiber_entry(weft__transfer t)
 _Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self)
 {
     struct weft_rt *rt = w->rt;
-    if (w->mt)
-        atomic_fetch_sub_explicit(&rt->live, 1, SEQ);
-    else
-        atomic_store_explicit(&rt->live, atomic_load_explicit(&rt->live, RLX) - 1, RLX);
+    /* Release: whoever counts this exit also sees the spawn (weft__live). */
+    atomic_store_explicit(&w->n_exited, atomic_load_explicit(&w->n_exited, RLX) + 1, REL);
     if (atomic_load_explicit(&self->flags, RLX) & WEFT__FL_MAIN)
         begin_shutdown(rt);
     /* The joiner is woken by weft__fiber_reap(), once this stack is free. */
@@ -859,7 +857,7 @@ static void st_loop(struct weft__worker *w)
             w->next_io = weft__clock() + IO_INTERVAL;
             continue;
         }
-        if (atomic_load_explicit(&rt->live, RLX) == 0 && weft__post_close(rt))
+        if (weft__live(rt) == 0 && weft__post_close(rt))
             break;
         int64_t until = next_timer_ns(w);
         if (io_due < until)
@@ -1073,7 +1071,7 @@ static void mt_loop(struct weft__worker *w)
             set_state(&w->sched, WEFT__F_SCHED);
             continue;
         }
-        if (atomic_load_explicit(&rt->live, SEQ) == 0 && weft__post_close(rt)) {
+        if (weft__live(rt) == 0 && weft__post_close(rt)) {
             atomic_store_explicit(&rt->stop, true, SEQ);
             wake_everyone(rt);
             break;
@@ -1089,6 +1087,23 @@ static void mt_loop(struct weft__worker *w)
         }
         mt_sleep(w, until);
     }
+}
+
+/* Fibers spawned and not exited, from per-worker counters (a shared one
+ * was a cache line every spawn and exit of every worker fought over).
+ * Exits are summed first, then spawns: a fiber's spawn happens before its
+ * exit, and the exit is published with release, so every exit counted has
+ * its spawn counted too. The result never falls below the true count at
+ * the moment between the two sums, so 0 means no fiber was alive then,
+ * and none can appear afterwards except from a post. */
+size_t weft__live(struct weft_rt *rt)
+{
+    uint64_t exited = 0, spawned = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        exited += atomic_load_explicit(&rt->ws[i]->n_exited, ACQ);
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        spawned += atomic_load_explicit(&rt->ws[i]->n_spawned, ACQ);
+    return (size_t)(spawned - exited);
 }
 
 void weft__worker_loop(struct weft__worker *w)
