@@ -87,7 +87,12 @@
  * waiters are woken to retry on whatever the number names now. The sweep
  * runs from weft__io_tick(), which the scheduler loop calls and whose
  * answer bounds its blocking poll; one thread sweeps at a time (a trylock).
- * The poll backend sees a closed descriptor directly (POLLNVAL). So a fiber
+ * The poll backend sees a closed descriptor directly (POLLNVAL), but only
+ * when poll(2) starts: a poll already sleeping holds its own reference to
+ * the file, so a close made meanwhile is not reported. With one worker the
+ * closer is a fiber, so poll is entered afresh after it runs; with several,
+ * another worker may sleep in poll through the close, so the same
+ * once-a-second tick wakes the poller to rebuild its set. So a fiber
  * parked on such a descriptor returns within about a second instead of
  * never.
  *
@@ -121,7 +126,7 @@
 #undef errno
 #define errno (*weft__errno_at())
 
-#define SWEEP_NS        1000000000  /* how often parked descriptors are re-checked (edge backends) */
+#define SWEEP_NS        1000000000  /* how often parked descriptors are re-checked */
 #define BACKOFF_MIN_NS  1000000     /* accept under EMFILE: first pause ... */
 #define BACKOFF_MAX_NS  100000000   /* ... doubling up to this */
 
@@ -441,14 +446,17 @@ static inline __attribute__((always_inline)) void wake_all(struct weft__worker *
  * entry lock. */
 static void ent_reset(struct weft__worker *w, struct fdent *e, int fd, uint32_t keep)
 {
+    /* The new generation first: a waiter woken below may run on another
+     * worker at once, and its resume() (which takes no lock) must already
+     * see that the number changed. */
+    atomic_store_explicit(&e->gen, gen_load(e) + 1, memory_order_relaxed);
+    st_store(e, ((st_load(e) & ~ST_FLAGS) + ST_SEQ1) | keep);
     wake_all(w, e, 0, -EBADF);
     wake_all(w, e, 1, -EBADF);
     if (!w->rops->edge && e->watched) {
         w->rops->watch(w->reactor, fd, 0);
         e->watched = 0;
     }
-    atomic_store_explicit(&e->gen, gen_load(e) + 1, memory_order_relaxed);
-    st_store(e, ((st_load(e) & ~ST_FLAGS) + ST_SEQ1) | keep);
 }
 
 void weft__io_adopt(struct weft__worker *w, int fd, int flags)
@@ -490,9 +498,14 @@ void weft__io_ready(struct weft__worker *w, int fd, int events)
 }
 
 /* Edge backends: re-arm every descriptor that has waiters, to notice ones
- * closed behind weft's back (see the top of the file). */
+ * closed behind weft's back (see the top of the file). The poll backend
+ * (several workers) only needs its sleeping poller to start poll afresh. */
 static void sweep(struct weft__worker *w, struct weft__iotab *t, int64_t now)
 {
+    if (!w->rops->edge) {
+        w->rops->wake(w->reactor);
+        return;
+    }
     /* Only waits that have lasted a while are suspicious; the rest are
      * left alone (fewer syscalls, and no spurious wake-ups that would hide
      * a lost edge from the tests). */
@@ -620,7 +633,7 @@ static int park_fd(struct weft__worker *w, struct weft__fiber *self, struct fden
         weft__unlock(w, &e->lock);
         return r;
     }
-    if (w->rops->edge &&
+    if ((w->rops->edge || w->mt) &&
         atomic_load_explicit(&t->next_sweep, w->mt ? memory_order_seq_cst
                                                    : memory_order_relaxed) == 0) {
         int64_t zero = 0;
