@@ -221,8 +221,12 @@ static void stack_put(struct weft__worker *w, struct weft__stack *s)
     weft__spin_unlock(&w->rt->pool_lock);
 }
 
-void weft__worker_caches_flush(struct weft__worker *w)
+/* An idle worker's cached stacks go back to the pool, where the trim can
+ * return their pages: a worker may sleep for good while holding them. */
+void weft__worker_stacks_spill(struct weft__worker *w)
 {
+    if (!w->nscache)
+        return;
     struct weft_rt *rt = w->rt;
     weft__lock(w, &rt->pool_lock);
     while (w->nscache) {
@@ -230,6 +234,12 @@ void weft__worker_caches_flush(struct weft__worker *w)
         __atomic_store_n(&w->nscache, w->nscache - 1, __ATOMIC_RELAXED);
     }
     weft__unlock(w, &rt->pool_lock);
+}
+
+void weft__worker_caches_flush(struct weft__worker *w)
+{
+    struct weft_rt *rt = w->rt;
+    weft__worker_stacks_spill(w);
     weft__lock(w, &rt->ft_lock);
     while (w->fcache) {
         struct weft__fiber *f = w->fcache;
@@ -553,6 +563,26 @@ weft_fiber *weft_self(void)
 {
     struct weft__fiber *self = weft__self(weft__worker());
     return self ? weft__fiber_handle(self) : NULL;
+}
+
+int weft_pin(int on)
+{
+    struct weft__worker *w = weft__worker();
+    struct weft__fiber *self = weft__self(w);
+    if (!self)
+        return -EPERM;
+    /* Only the fiber itself changes its home, and only while it runs: it
+     * is in no queue, so no stealer or waker is reading home now. */
+    int was = atomic_load_explicit(&self->flags, memory_order_relaxed) & WEFT__FL_PINNED ? 1 : 0;
+    if (on) {
+        atomic_fetch_or_explicit(&self->flags, WEFT__FL_PINNED, memory_order_relaxed);
+        if (w->mt)
+            atomic_store_explicit(&self->home, w, memory_order_relaxed);
+    } else {
+        atomic_fetch_and_explicit(&self->flags, (uint8_t)~WEFT__FL_PINNED, memory_order_relaxed);
+        atomic_store_explicit(&self->home, NULL, memory_order_relaxed);
+    }
+    return was;
 }
 
 uint64_t weft_fiber_id(const weft_fiber *h)

@@ -54,10 +54,11 @@
  * address parameters, which a definition cannot match; RTLD_NEXT (a GNU
  * extension) is spelled out below instead.
  *
- * Several workers: the descriptor table is process-wide and atomic; a
- * hook keeps nothing per worker or per thread across a park, and reads
- * and writes errno through errno_at() (below) because a fiber may resume
- * on another thread.
+ * Several workers: the descriptor table is process-wide and atomic. A
+ * fiber parked in a hook comes back on the worker it parked on (see
+ * wait_fd_here below), because its caller may hold that thread's errno
+ * address; the hook itself still reads errno afresh (errno_at) and keeps
+ * nothing per thread across a park.
  *
  * Invariants: a hook never changes errno on success paths that libc would
  * leave alone; S_MANAGED implies the open file is O_NONBLOCK as long as the
@@ -94,11 +95,11 @@
 
 #define HOOK __attribute__((visibility("default")))
 
-/* errno, looked up afresh at every use. A hook that parks (weft_wait_fd,
- * a sleep, an offload) may resume on another worker thread, and glibc
- * declares __errno_location() const, so the compiler may reuse the address
- * it computed before the park: the other thread's errno. The empty asm
- * keeps the lookup from being treated as a constant. */
+/* errno, looked up afresh at every use. glibc declares
+ * __errno_location() const, so the compiler may reuse an address computed
+ * earlier in a function; the hooks' parks do not migrate (below), but the
+ * hooks do not depend on that. The empty asm keeps the lookup from being
+ * treated as a constant. */
 __attribute__((noinline)) static int *errno_at(void)
 {
     int *p = &errno;
@@ -107,6 +108,38 @@ __attribute__((noinline)) static int *errno_at(void)
 }
 #undef errno
 #define errno (*errno_at())
+
+/* Every park in a hook keeps the fiber on its worker (weft_pin). The
+ * caller is code written for threads: it may hold errno's address from
+ * before the call (the compiler may compute __errno_location() once per
+ * function) or another thread-local's, so the call must return on the
+ * thread it was made on. A fiber pinned already stays pinned. */
+static int wait_fd_here(int fd, int events, int64_t deadline)
+{
+    int was = weft_pin(1);
+    int r = weft_wait_fd(fd, events, deadline);
+    if (was == 0)
+        weft_pin(0);
+    return r;
+}
+
+static int sleep_here(int64_t deadline)
+{
+    int was = weft_pin(1);
+    int r = weft_sleep_until(deadline);
+    if (was == 0)
+        weft_pin(0);
+    return r;
+}
+
+static int offload_here(weft_fn fn, void *arg)
+{
+    int was = weft_pin(1);
+    int r = weft_offload(fn, arg, NULL);
+    if (was == 0)
+        weft_pin(0);
+    return r;
+}
 
 /* ------------------------------------------------------------ real calls */
 
@@ -413,7 +446,7 @@ static long io_call(const struct call *c)
         if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
             return n;
         if (fib) {
-            int r = weft_wait_fd(c->fd, dir ? WEFT_WRITE : WEFT_READ, deadline);
+            int r = wait_fd_here(c->fd, dir ? WEFT_WRITE : WEFT_READ, deadline);
             if (r < 0)
                 return fail(r, EAGAIN);
         } else if (os_wait(c->fd, dir, deadline) < 0) {
@@ -554,7 +587,7 @@ HOOK int connect(int fd, const struct sockaddr *addr, socklen_t alen)
             if (deadline != WEFT_FOREVER && weft_now() >= deadline)
                 return -1;
             if (fib) {
-                int r = weft_sleep_ms(1);
+                int r = sleep_here(weft_deadline_ms(1));
                 if (r < 0)
                     return (int)fail(r, EAGAIN);
             } else {
@@ -567,7 +600,7 @@ HOOK int connect(int fd, const struct sockaddr *addr, socklen_t alen)
             return -1;
         break;
     }
-    int r = fib ? weft_wait_fd(fd, WEFT_WRITE, deadline)
+    int r = fib ? wait_fd_here(fd, WEFT_WRITE, deadline)
                 : (os_wait(fd, 1, deadline) < 0 ? -errno : 1);
     if (r < 0)
         return (int)fail(r == -EAGAIN ? -ETIMEDOUT : r, EINPROGRESS);
@@ -760,7 +793,7 @@ static int fiber_poll(struct pollfd *fds, nfds_t nfds, int timeout)
     }
     int err = 0;
     for (;;) {
-        int r = ep >= 0 ? weft_wait_fd(ep, WEFT_READ, deadline) : weft_sleep_until(deadline);
+        int r = ep >= 0 ? wait_fd_here(ep, WEFT_READ, deadline) : sleep_here(deadline);
         if (ep < 0 && r == 0)
             r = -ETIMEDOUT;
         if (r < 0 && r != -ETIMEDOUT) {
@@ -863,7 +896,7 @@ static int fiber_sleep_ns(int64_t ns, int64_t *left_ns)
 {
     int64_t start = weft_now();
     int64_t deadline = ns > INT64_MAX - start ? WEFT_FOREVER : start + ns;
-    int r = weft_sleep_until(deadline);
+    int r = sleep_here(deadline);
     if (r < 0 && left_ns) {
         int64_t left = ns - (weft_now() - start);
         *left_ns = left < 0 ? 0 : left;
@@ -948,7 +981,7 @@ HOOK int getaddrinfo(const char *node, const char *service, const struct addrinf
     if (!in_fiber() || numeric(node, hints))
         return REAL(getaddrinfo)(node, service, hints, res);
     struct gai g = { .node = node, .service = service, .hints = hints };
-    int r = weft_offload(gai_run, &g, NULL);
+    int r = offload_here(gai_run, &g);
     if (r < 0) {
         if (r == -ECANCELED) {
             errno = ECANCELED;

@@ -200,6 +200,8 @@ struct weft__ftable {
 };
 #define WEFT__FT_BLOCK 1024u
 
+#define WEFT__TRIM_INTERVAL 1000000000 /* ns: stack pool trim period */
+
 struct weft_rt {
     weft_config cfg;
     struct weft__worker w0;
@@ -211,6 +213,7 @@ struct weft_rt {
     weft__lockword ft_lock;          /* several workers: the table's free list and growth */
     struct weft__pool *pools;        /* stack pools, one per stack size */
     weft__lockword pool_lock;        /* several workers: the pools */
+    _Atomic int64_t next_trim;       /* several workers: when the pools are next trimmed */
     struct weft__fiber *main;
     _Atomic bool shutting_down;
     /* several workers: the injector, idle workers, the reactor's owner */
@@ -317,6 +320,8 @@ void weft__fiber_reap(struct weft__worker *w, struct weft__fiber *f);
 void weft__fiber_free(struct weft__worker *w, struct weft__fiber *f);
 /* Gives a worker's cached control blocks and stacks back (worker exit). */
 void weft__worker_caches_flush(struct weft__worker *w);
+/* Gives a worker's cached stacks back to the pool (before it sleeps). */
+void weft__worker_stacks_spill(struct weft__worker *w);
 void weft__fiber_cancel(struct weft__fiber *f);
 int  weft__ftable_init(struct weft__ftable *ft);
 void weft__ftable_fini(struct weft__ftable *ft);

@@ -317,6 +317,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     rt->cfg = c;
     rt->nworkers = (unsigned)c.workers;
     rt->mt = rt->nworkers > 1;
+    atomic_store_explicit(&rt->next_trim, weft__clock() + WEFT__TRIM_INTERVAL, memory_order_relaxed);
     const char *mig = getenv("WEFT_TEST_MIGRATE");
     rt->migrate = rt->mt && mig && strcmp(mig, "1") == 0;
     pthread_mutex_init(&rt->post_lock, NULL);

@@ -61,7 +61,6 @@
 
 #define BUDGET      64
 #define IO_INTERVAL 1000000      /* ns: longest a busy worker goes without looking at I/O */
-#define TRIM_INTERVAL 1000000000 /* ns: stack pool trim period */
 #define INJECTOR_TICKS 61        /* switches between looks at the injector (several workers) */
 #define LIFO_MAX    16           /* LIFO-slot fibers in a row before the ring gets a turn */
 #define SPIN_NS     50000        /* how long an idle worker looks for work before it sleeps */
@@ -810,7 +809,7 @@ static int ms_until(int64_t when, int64_t now)
 static void st_loop(struct weft__worker *w)
 {
     struct weft_rt *rt = w->rt;
-    int64_t next_trim = weft__clock() + TRIM_INTERVAL;
+    int64_t next_trim = weft__clock() + WEFT__TRIM_INTERVAL;
     w->next_io = 0;
     for (;;) {
         int64_t now = weft__clock();
@@ -821,7 +820,7 @@ static void st_loop(struct weft__worker *w)
             weft__post_drain(rt);
         if (now >= next_trim) {
             pools_trim(rt);
-            next_trim = now + TRIM_INTERVAL;
+            next_trim = now + WEFT__TRIM_INTERVAL;
         }
         if (w->rq_head) {
             /* Busy: the reactor gets its look once every fiber runnable now
@@ -895,8 +894,12 @@ void weft__notify(struct weft_rt *rt)
     atomic_thread_fence(SEQ);
     if (atomic_load_explicit(&rt->nspinning, SEQ) > 0 || atomic_load_explicit(&rt->nidle, SEQ) == 0)
         return;
+    /* Never the calling worker: the poller makes fibers runnable while it
+     * is still marked asleep, and waking itself would cost a write to its
+     * own eventfd and one more poll. */
+    struct weft__worker *self = weft__worker();
     for (unsigned i = 0; i < rt->nworkers; i++)
-        if (wake_worker(rt->ws[i]))
+        if (rt->ws[i] != self && wake_worker(rt->ws[i]))
             return;
 }
 
@@ -1007,11 +1010,6 @@ static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
         return f;
     if ((f = inj_pop(w)) != NULL)
         return f;
-    if (now >= w->next_io) {
-        mt_poll_now(w);
-        if ((f = mt_pop(w)) != NULL)
-            return f;
-    }
     /* Spin a while before sleeping: a futex sleep and wake-up cost
      * several microseconds here, and work often comes back sooner (a
      * fiber on another worker answering one of ours). */
@@ -1038,10 +1036,21 @@ static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
     return f;
 }
 
+/* Several workers: whoever first sees the trim fall due runs it. An idle
+ * worker has given its cached stacks back to the pool before sleeping
+ * (weft__worker_stacks_spill), so stacks freed on any worker age there. */
+static void mt_trim_if_due(struct weft_rt *rt, int64_t now)
+{
+    int64_t due = atomic_load_explicit(&rt->next_trim, RLX);
+    if (now < due ||
+        !atomic_compare_exchange_strong_explicit(&rt->next_trim, &due, now + WEFT__TRIM_INTERVAL, RLX, RLX))
+        return;
+    pools_trim(rt);
+}
+
 static void mt_loop(struct weft__worker *w)
 {
     struct weft_rt *rt = w->rt;
-    int64_t next_trim = weft__clock() + TRIM_INTERVAL;
     w->next_io = 0;
     for (;;) {
         int64_t now = weft__clock();
@@ -1051,20 +1060,20 @@ static void mt_loop(struct weft__worker *w)
         if (atomic_load_explicit(&rt->post_count, RLX))
             weft__post_drain(rt);
         inbox_drain(w);
-        if (w == &rt->w0 && now >= next_trim) {
-            pools_trim(rt);
-            next_trim = now + TRIM_INTERVAL;
-        }
+        mt_trim_if_due(rt, now);
         if (atomic_load_explicit(&rt->stop, ACQ))
             break;
+        /* A worker whose fibers keep it busy still looks at the shared
+         * reactor every IO_INTERVAL: otherwise, with every worker busy,
+         * nobody would, and I/O would wait for one to go idle. */
+        if (now >= w->next_io)
+            mt_poll_now(w);
         struct weft__fiber *next = find_work(w, now);
         if (next) {
             int64_t t = next_timer_ns(w);
             if (io_due < t)
                 t = io_due;
             w->next_check = w->next_io < t ? w->next_io : t;
-            if (w == &rt->w0 && next_trim < w->next_check)
-                w->next_check = next_trim;
             w->budget = BUDGET;
             set_state(next, WEFT__F_RUNNING);
             jump(w, &w->sched, next);
@@ -1079,10 +1088,12 @@ static void mt_loop(struct weft__worker *w)
         int64_t until = next_timer_ns(w);
         if (io_due < until)
             until = io_due;
-        if (w == &rt->w0 && next_trim < until) {
+        weft__worker_stacks_spill(w);
+        int64_t trim = atomic_load_explicit(&rt->next_trim, RLX);
+        if (trim < until) {
             weft__spin_lock(&rt->pool_lock);
             if (pools_trimmable(rt))
-                until = next_trim;
+                until = trim;
             weft__spin_unlock(&rt->pool_lock);
         }
         mt_sleep(w, until);

@@ -149,6 +149,17 @@ WEFT_API int weft_cancelled(void);
 /** The calling fiber's handle, or NULL outside any fiber. */
 WEFT_API weft_fiber *weft_self(void);
 
+/**
+ * weft_pin - pin the calling fiber to the worker it runs on now (on != 0),
+ * as attr.pinned does from the start, or let it migrate again (on == 0).
+ * Code that keeps a thread-local's address across a blocking call (errno
+ * as compilers cache it, a thread's malloc arena, a library's per-thread
+ * state) is safe between weft_pin(1) and weft_pin(0). Returns the previous
+ * setting (1 pinned, 0 not), or -EPERM outside a fiber. With one worker it
+ * only records the setting.
+ */
+WEFT_API int weft_pin(int on);
+
 /** f's id, unique for the process's life and never 0; 0 if f is not live. */
 WEFT_API uint64_t weft_fiber_id(const weft_fiber *f);
 
