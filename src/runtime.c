@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #define DEFAULT_STACK ((size_t)256 * 1024)
+#define POST_BATCH    256   /* posts started per pass of the scheduler loop */
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 #ifdef WEFT__VALGRIND
@@ -154,11 +155,29 @@ void weft__post_drain(struct weft_rt *rt)
 {
     struct weft__worker *w = weft__worker();
     pthread_mutex_lock(&rt->post_lock);
-    struct weft__post *p = rt->post_head;
+    /* Posts are taken POST_BATCH at a time, so the fibers started run
+     * before more are started: a flood of posts from other threads then
+     * keeps a bounded number of fibers (and stacks) alive instead of one
+     * per post queued. What stays queued keeps post_count non-zero, so the
+     * loop comes back for it without sleeping. */
+    struct weft__post *p = rt->post_head, *last = NULL;
+    size_t taken = 0;
+    for (struct weft__post *q = p; q && taken < POST_BATCH; q = q->next) {
+        last = q;
+        taken++;
+    }
+    if (last) {
+        rt->post_head = last->next;
+        if (!rt->post_head)
+            rt->post_tail = NULL;
+        last->next = NULL;
+    }
     struct weft__rnode *r = rt->remote_head;
-    rt->post_head = rt->post_tail = NULL;
+    size_t nremote = 0;
+    for (struct weft__rnode *q = r; q; q = q->next)
+        nremote++;
     rt->remote_head = rt->remote_tail = NULL;
-    atomic_store_explicit(&rt->post_count, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&rt->post_count, taken + nremote, memory_order_relaxed);
     pthread_mutex_unlock(&rt->post_lock);
     while (r) {
         struct weft__rnode *next = r->next;
@@ -170,19 +189,17 @@ void weft__post_drain(struct weft_rt *rt)
         int err = weft__spawn(w, NULL, (void *)p->fn, p->arg,
                               WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
         if (err) {
-            /* Out of memory: keep the rest for the next pass, in order. */
+            /* Out of memory: put the rest back in front, in order. */
             pthread_mutex_lock(&rt->post_lock);
-            struct weft__post *last = p;
-            while (last->next)
-                last = last->next;
-            last->next = rt->post_head;
-            if (!rt->post_head)
-                rt->post_tail = last;
-            rt->post_head = p;
-            size_t n = 0;
-            for (struct weft__post *q = p; q; q = q->next)
+            size_t n = 1;
+            struct weft__post *end = p;
+            for (; end->next; end = end->next)
                 n++;
-            atomic_store_explicit(&rt->post_count, n, memory_order_relaxed);
+            end->next = rt->post_head;
+            if (!rt->post_head)
+                rt->post_tail = end;
+            rt->post_head = p;
+            atomic_fetch_add_explicit(&rt->post_count, n, memory_order_relaxed);
             pthread_mutex_unlock(&rt->post_lock);
             return;
         }

@@ -863,6 +863,8 @@ static void st_loop(struct weft__worker *w)
             until = io_due;
         if (pools_trimmable(rt) && next_trim < until)
             until = next_trim;
+        if (atomic_load_explicit(&rt->post_count, memory_order_relaxed))
+            until = now;    /* posts left queued by the last drain: just look */
         poll_reactor(w, ms_until(until, now));
         w->next_io = weft__clock() + IO_INTERVAL;
     }
@@ -1048,6 +1050,17 @@ static void mt_trim_if_due(struct weft_rt *rt, int64_t now)
     pools_trim(rt);
 }
 
+/* Fibers queued to run on w or in the injector: posts are started only
+ * while this is short, so a flood of posts waits in its queue instead of
+ * becoming runnable fibers faster than they run (one worker gets the same
+ * bound from running a whole round between two drains). */
+static size_t mt_backlog(const struct weft__worker *w)
+{
+    return (size_t)(uint32_t)(atomic_load_explicit(&w->rq_t, RLX) -
+                              atomic_load_explicit(&w->rq_h, RLX)) +
+           atomic_load_explicit(&w->rt->inj_n, RLX);
+}
+
 static void mt_loop(struct weft__worker *w)
 {
     struct weft_rt *rt = w->rt;
@@ -1057,7 +1070,7 @@ static void mt_loop(struct weft__worker *w)
         w->now = now;
         run_timers(w, now);
         int64_t io_due = weft__io_tick(w, now);
-        if (atomic_load_explicit(&rt->post_count, RLX))
+        if (atomic_load_explicit(&rt->post_count, RLX) && mt_backlog(w) < WEFT__RQ_SIZE)
             weft__post_drain(rt);
         inbox_drain(w);
         mt_trim_if_due(rt, now);

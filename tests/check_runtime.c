@@ -578,7 +578,7 @@ END_TEST
 
 /* weft_post from 10 threads at once, 100k each: nothing lost, nothing
  * run twice (bench_mt measures the rate). */
-struct flood { weft_rt *_Atomic rt; _Atomic long ran; _Atomic int posters_done; };
+struct flood { weft_rt *_Atomic rt; _Atomic long ran; _Atomic int posters_done; uint64_t peak_live; };
 
 static void flood_run(void *p) { atomic_fetch_add(&((struct flood *)p)->ran, 1); }
 
@@ -598,13 +598,18 @@ static void body_flood(void *p)
 {
     struct flood *fl = p;
     atomic_store(&fl->rt, weft_runtime());
-    while (atomic_load(&fl->posters_done) < 10 || atomic_load(&fl->ran) < 10 * 100000L)
+    while (atomic_load(&fl->posters_done) < 10 || atomic_load(&fl->ran) < 10 * 100000L) {
         weft_sleep_ms(1);
+        weft_stats st;
+        weft_stats_get(&st);
+        if (st.fibers_live > fl->peak_live)
+            fl->peak_live = st.fibers_live;
+    }
 }
 
 START_TEST(post_flood_from_ten_threads)
 {
-    struct flood fl = { NULL, 0, 0 };
+    struct flood fl = { NULL, 0, 0, 0 };
     pthread_t th[10];
     for (int i = 0; i < 10; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, flood_poster, &fl), 0);
@@ -612,6 +617,10 @@ START_TEST(post_flood_from_ten_threads)
     for (int i = 0; i < 10; i++)
         pthread_join(th[i], NULL);
     ck_assert_int_eq(atomic_load(&fl.ran), 10 * 100000L);
+    /* Posts are started a batch at a time, so a flood never has more than
+     * a few batches of fibers alive (starting all queued posts at once
+     * reached hundreds of thousands, and gigabytes of touched stacks). */
+    ck_assert_msg(fl.peak_live < 4096, "%llu fibers alive at once", (unsigned long long)fl.peak_live);
 }
 END_TEST
 
