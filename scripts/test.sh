@@ -70,8 +70,10 @@ tsan)
     build build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
         -DWEFT_SANITIZE=thread -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
     # The hook suite is left out: TSan's own interceptors sit where the
-    # hook's do. halt_on_error turns any report into a failed test.
-    (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    # hook's do. halt_on_error turns any report into a failed test. The
+    # randomized stress runs are shortened (WEFT_TEST_QUICK): under TSan
+    # with migration on every switch the full mutex stress takes minutes.
+    (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_TEST_QUICK=1 \
         ctest -j"$jobs" --output-on-failure -L mt -E '^hook')
     ;;
 valgrind)
