@@ -85,7 +85,9 @@ static void body_order(void *unused)
     int64_t base = weft_now() + 5 * 1000000LL;
     nwoke = 0;
     /* One wheel orders its timers; several workers have a wheel each, so
-     * with several the sleepers are pinned to one worker. */
+     * with several the sleepers are pinned to one worker: the spawner's,
+     * which must itself stay put while it spawns them. */
+    ck_assert_int_ge(weft_pin(1), 0);
     weft_attr a;
     weft_attr_init(&a);
     a.pinned = test_workers() > 1;
