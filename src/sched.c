@@ -1016,7 +1016,10 @@ static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
      * several microseconds here, and work often comes back sooner (a
      * fiber on another worker answering one of ours). */
     atomic_fetch_add_explicit(&rt->nspinning, 1, SEQ);
-    int64_t spin_end = now + SPIN_NS;
+    /* Not under valgrind: it runs one thread at a time, so a spinner only
+     * delays the thread it waits for. */
+    int64_t spin_end = now + (weft__unlikely(__atomic_load_n(&weft__on_valgrind, __ATOMIC_RELAXED))
+                                  ? 0 : SPIN_NS);
     for (unsigned i = 0;; i++) {
         if (atomic_load_explicit(&w->inbox_n, RLX)) {
             inbox_drain(w);

@@ -82,7 +82,10 @@ static void body_order(void *unused)
     (void)unused;
     weft_fiber *f[NSLEEP];
     uint32_t x = 12345;
-    int64_t base = weft_now() + 5 * 1000000LL;
+    /* 100 ms ahead: every sleeper must be asleep before the first is
+     * due (spawning 64 takes milliseconds under valgrind); a sleeper
+     * whose deadline passed before it slept returns in spawn order. */
+    int64_t base = weft_now() + 100 * 1000000LL;
     nwoke = 0;
     /* One wheel orders its timers; several workers have a wheel each, so
      * with several the sleepers are pinned to one worker: the spawner's,
@@ -93,7 +96,7 @@ static void body_order(void *unused)
     a.pinned = test_workers() > 1;
     for (int i = 0; i < NSLEEP; i++) {
         x = x * 1103515245u + 12345u;
-        wake_due[i] = base + (int64_t)((x >> 8) % 150) * 1000000LL; /* 5..155 ms, 1 ms apart */
+        wake_due[i] = base + (int64_t)((x >> 8) % 150) * 1000000LL; /* 100..250 ms, 1 ms apart */
         ck_assert_int_eq(weft_spawn(&f[i], &a, timed_sleeper, (void *)(intptr_t)i), 0);
     }
     for (int i = 0; i < NSLEEP; i++)
