@@ -20,7 +20,8 @@ PEERS=${PEERS:-$HERE/../shared/bench}
 BUILD=${BUILD:-/tmp/weft-bench-build}
 REPS=${REPS:-3} DUR=${DUR:-5} WARM=${WARM:-0.5} CONNS=${CONNS:-"1 50 1000"}
 IDLE=${IDLE:-10000} PORT=${PORT_BASE:-21000}
-log() { printf '%s\n' "$*" >&2; }
+
+. "$HERE/tests/bench/echo_run.sh"   # log, one
 
 # ---------------------------------------------------------------- build
 if [ ! -w "$PEERS" ]; then
@@ -49,29 +50,9 @@ server_cmd() { # LABEL PORT
     "go GOMAXPROCS=1") echo "env GOMAXPROCS=1 $PEERS/build/echo_go $2" ;;
     esac
 }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-TCK=$(getconf CLK_TCK)
 RAW=$BUILD/echo_raw.tsv
 : >"$RAW"
-SP=
-trap '[ -n "$SP" ] && kill $SP 2>/dev/null' EXIT
-
-one() { # LABEL CONNS REP
-    PORT=$((PORT + 1))
-    taskset -c 0 $(server_cmd "$1" $PORT) >/dev/null 2>&1 &
-    SP=$!
-    if ! wait_port $PORT; then log "  $1: server did not come up"; kill $SP; SP=; return; fi
-    taskset -c 1 "$PEERS/build/echo_load" -q -p $PORT -c "$2" -d "$DUR" -w "$WARM" >"$BUILD/load.out" &
-    local lp=$! a b
-    sleep "$WARM"; a=$(ticks $SP); sleep "$DUR"; b=$(ticks $SP)
-    wait $lp; local rc=$?
-    local res; res=$(grep '^RESULT' "$BUILD/load.out" | tail -1)
-    local cpu; cpu=$(awk -v a="$a" -v b="$b" -v t="$TCK" -v d="$DUR" 'BEGIN{printf "%.0f", 100*(b-a)/t/d}')
-    printf '%s\t%s\t%s\t%s\tsrv_cpu=%s %s\n' "$1" "$2" "$3" "$rc" "$cpu" "$res" >>"$RAW"
-    log "$(printf '  rep%s %-26s c=%-5s rc=%s srv_cpu=%3s%% %s' "$3" "$1" "$2" "$rc" "$cpu" "$(cut -c8-110 <<<"$res")")"
-    kill $SP 2>/dev/null; wait $SP 2>/dev/null; SP=
-}
+SRV_PIN="taskset -c 0" LOAD_PIN="taskset -c 1"
 
 log "== echo: conns {$CONNS}, 64-byte messages, ${DUR}s after ${WARM}s warm-up, $REPS rounds"
 NS=${#SERVERS[@]}
