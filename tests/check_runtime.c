@@ -13,6 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Under valgrind and TSan (WEFT_TEST_QUICK=1), which run many times
+ * slower (valgrind one thread at a time), the multi-worker stress tests
+ * are shortened and their foreign threads yield while they wait. */
+static int quick(void)
+{
+    const char *q = getenv("WEFT_TEST_QUICK");
+    return q && *q && *q != '0';
+}
+
+static long scaled(long n) { return quick() ? n / 10 : n; }
+
 START_TEST(config_defaults)
 {
     weft_config c;
@@ -459,12 +470,14 @@ static void *step_poster(void *p)
     struct lockstep *ls = p;
     while (!atomic_load(&ls->rt))
         sched_yield();
-    for (long i = 0; i < 50000; i++) {
+    for (long i = 0; i < scaled(50000); i++) {
         long want = atomic_load(&ls->done) + 1;
         if (weft_post(atomic_load(&ls->rt), step_run, ls) != 0)
             return (void *)1;
+        int yield = quick();
         while (atomic_load(&ls->done) < want)
-            ;       /* the runtime is idle again before the next post */
+            if (yield)  /* the runtime is idle again before the next post */
+                sched_yield();
     }
     return weft_post(atomic_load(&ls->rt), step_stop, ls) == 0 ? NULL : (void *)1;
 }
@@ -489,7 +502,7 @@ START_TEST(no_lost_wakeups_with_idle_workers)
     void *r;
     pthread_join(th, &r);
     ck_assert_ptr_null(r);
-    ck_assert_int_eq(atomic_load(&ls.done), 50000);
+    ck_assert_int_eq(atomic_load(&ls.done), scaled(50000));
 }
 END_TEST
 
@@ -525,7 +538,7 @@ static void *relay_spawn_back(void *p)
 static void body_relay(void *unused)
 {
     (void)unused;
-    struct relay r = { .n = 20000 };
+    struct relay r = { .n = (int)scaled(20000) };
     ck_assert_int_eq(weft_chan_open(&r.a, sizeof(int), 0), 0);
     ck_assert_int_eq(weft_chan_open(&r.b, sizeof(int), 0), 0);
     weft_fiber *f;
@@ -587,7 +600,7 @@ static void *flood_poster(void *p)
     struct flood *fl = p;
     while (!atomic_load(&fl->rt))
         sched_yield();
-    for (int i = 0; i < 100000; i++)
+    for (long i = 0; i < scaled(100000); i++)
         while (weft_post(atomic_load(&fl->rt), flood_run, fl) == -ENOMEM)
             sched_yield();
     atomic_fetch_add(&fl->posters_done, 1);
@@ -598,7 +611,7 @@ static void body_flood(void *p)
 {
     struct flood *fl = p;
     atomic_store(&fl->rt, weft_runtime());
-    while (atomic_load(&fl->posters_done) < 10 || atomic_load(&fl->ran) < 10 * 100000L) {
+    while (atomic_load(&fl->posters_done) < 10 || atomic_load(&fl->ran) < 10 * scaled(100000)) {
         weft_sleep_ms(1);
         weft_stats st;
         weft_stats_get(&st);
@@ -616,7 +629,7 @@ START_TEST(post_flood_from_ten_threads)
     run_in_runtime(NULL, body_flood, &fl);
     for (int i = 0; i < 10; i++)
         pthread_join(th[i], NULL);
-    ck_assert_int_eq(atomic_load(&fl.ran), 10 * 100000L);
+    ck_assert_int_eq(atomic_load(&fl.ran), 10 * scaled(100000));
     /* Posts are started a batch at a time, so a flood never has more than
      * a few batches of fibers alive (starting all queued posts at once
      * reached hundreds of thousands, and gigabytes of touched stacks). */
