@@ -293,8 +293,10 @@ static void rt_free(struct weft_rt *rt)
             weft__worker_fini(rt->ws[i]);
             free(rt->ws[i]);
         }
-    weft__worker_caches_flush(&rt->w0);
-    weft__worker_fini(&rt->w0);
+    if (rt->w0.rt) {    /* unset when weft_run failed before setting it up */
+        weft__worker_caches_flush(&rt->w0);
+        weft__worker_fini(&rt->w0);
+    }
     free(rt->ws);
     while (rt->pools) {
         struct weft__pool *p = rt->pools;
