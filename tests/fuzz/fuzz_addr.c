@@ -16,7 +16,7 @@
 /* ---- stubs for what net.c needs from the rest of weft (never reached by
  * resolve() except weft_getaddrinfo). */
 struct weft__worker *weft__worker(void) { return NULL; }
-int *weft__errno_at(void) { return &errno; }
+int *weft__errno_at(void) { return __errno_location(); }  /* errno is this, in net.c */
 void weft__io_adopt(struct weft__worker *w, int fd, int flags) { (void)w, (void)fd, (void)flags; }
 int weft_close(int fd) { return close(fd) == 0 ? 0 : -errno; }
 int weft_connect(int fd, const struct sockaddr *a, socklen_t l, int64_t d)
