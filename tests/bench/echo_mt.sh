@@ -55,14 +55,7 @@ RAW=$BUILD/echo_mt_raw.tsv
 SRV_PIN="" LOAD_PIN=""
 
 log "== echo, several cores: conns {$CONNS}, 64-byte messages, ${DUR}s after ${WARM}s warm-up, $REPS rounds"
-NS=${#SERVERS[@]}
-rot=0
-for rep in $(seq "$REPS"); do
-    for c in $CONNS; do
-        for k in $(seq 0 $((NS - 1))); do one "${SERVERS[$(((k + rot) % NS))]}" "$c" "$rep"; done
-        rot=$((rot + 1))
-    done
-done
+all_rounds
 
 python3 - "$RAW" "$CONNS" "${SERVERS[@]}" <<'PY'
 import sys, statistics as st

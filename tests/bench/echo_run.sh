@@ -5,6 +5,8 @@
 # runs ../shared/bench's echo_load against it and appends a line to $RAW:
 # LABEL, CONNS, REP, the load generator's exit status, the server's CPU %
 # (its process and its children) and the generator's RESULT fields.
+# all_rounds runs one for every server in SERVERS at every CONNS, REPS
+# times, rotating the server order each time.
 
 log() { printf '%s\n' "$*" >&2; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
@@ -33,4 +35,14 @@ one() { # LABEL CONNS REP
     printf '%s\t%s\t%s\t%s\tsrv_cpu=%s %s\n' "$1" "$2" "$3" "$rc" "$cpu" "$res" >>"$RAW"
     log "$(printf '  rep%s %-26s c=%-5s rc=%s srv_cpu=%3s%% %s' "$3" "$1" "$2" "$rc" "$cpu" "$(cut -c8-110 <<<"$res")")"
     kill $SP 2>/dev/null; wait $SP 2>/dev/null; SP=
+}
+
+all_rounds() {
+    local ns=${#SERVERS[@]} rot=0 rep c k
+    for rep in $(seq "$REPS"); do
+        for c in $CONNS; do
+            for k in $(seq 0 $((ns - 1))); do one "${SERVERS[$(((k + rot) % ns))]}" "$c" "$rep"; done
+            rot=$((rot + 1))
+        done
+    done
 }
