@@ -418,6 +418,8 @@ int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *a
     f->arg = arg;
     if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed))
         flags |= WEFT__FL_CANCELLED;
+    if (w->mt)
+        WEFT__PP(WEFT__PP_SPAWN, f);
     atomic_store_explicit(&f->flags, atomic_load_explicit(&f->flags, memory_order_relaxed) | flags,
                           memory_order_relaxed);
     atomic_store_explicit(&w->n_spawned,
@@ -488,6 +490,7 @@ int weft_join(weft_fiber *h, void **result, int64_t deadline)
     struct weft__fiber *f = weft__fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
+    WEFT__PP(WEFT__PP_HANDLE, f);
     if (f == self)
         return -EDEADLK;
     weft__lock(w, &f->lock);
@@ -526,6 +529,7 @@ int weft_detach(weft_fiber *h)
     struct weft__fiber *f = weft__fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
+    WEFT__PP(WEFT__PP_HANDLE, f);
     weft__lock(w, &f->lock);
     if ((flags_of(f) & WEFT__FL_DETACHED) || f->joiner) {
         weft__unlock(w, &f->lock);
@@ -549,6 +553,7 @@ int weft_cancel(weft_fiber *h)
     struct weft__fiber *f = weft__fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
+    WEFT__PP(WEFT__PP_HANDLE, f);
     weft__fiber_cancel(f);
     return 0;
 }

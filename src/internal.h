@@ -22,6 +22,7 @@
 
 #include "weft.h"
 #include "arch/fcontext.h"
+#include "chaos.h"
 #include "fault.h"
 #include "lock.h"
 #include "reactor.h"

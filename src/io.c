@@ -801,8 +801,10 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
         if (force || (s & E_RD) || past(deadline)) {
             ssize_t n = do_read(op, s & E_SOCK, fd, a);
             if (n > 0) {
-                if ((size_t)n < want && may_drain && (s & (E_STREAM | E_NOOPT)) == E_STREAM)
+                if ((size_t)n < want && may_drain && (s & (E_STREAM | E_NOOPT)) == E_STREAM) {
+                    WEFT__PP(WEFT__PP_DRAINED_READ, (intptr_t)fd);
                     hint_clear(w, e, E_RD, s);
+                }
                 return n;
             }
             if (n == 0)

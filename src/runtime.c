@@ -179,6 +179,7 @@ void weft__post_drain(struct weft_rt *rt)
     rt->remote_head = rt->remote_tail = NULL;
     atomic_fetch_sub_explicit(&rt->post_count, taken + nremote, memory_order_relaxed);
     pthread_mutex_unlock(&rt->post_lock);
+    WEFT__PP(WEFT__PP_POST_TAKEN, rt);
     while (r) {
         struct weft__rnode *next = r->next;
         weft__wake(r->f, r->result);
@@ -253,6 +254,9 @@ static int check_config(weft_config *c)
 
 static void apply_test_env(void)
 {
+#ifdef WEFT_CHAOS
+    weft__chaos_from_env();
+#endif
     const char *g = getenv("WEFT_TEST_GUARD");
     if (!g)
         return;

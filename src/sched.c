@@ -321,6 +321,7 @@ static void mt_push(struct weft__worker *w, struct weft__fiber *f, int how)
     }
     ring_push(w, f);
 out:
+    WEFT__PP(WEFT__PP_PUSHED, f);
     if (atomic_load_explicit(&w->rt->nidle, SEQ) > 0)
         weft__notify(w->rt);
 }
@@ -388,8 +389,10 @@ static inline void after_switch(weft__transfer t, bool mt)
         weft__fiber_reap(prev->w, prev);
     } else {
         prev->ctx = t.fctx;
-        if (mt)
+        if (mt) {
+            WEFT__PP(WEFT__PP_ON_CPU, prev);
             atomic_store_explicit(&prev->on_cpu, 0, REL);
+        }
     }
 }
 
@@ -574,6 +577,8 @@ int weft__park(struct weft__worker *w, struct weft__fiber *self, int64_t deadlin
     self->wait.since = w->now;
     /* Parked before the lock goes: a waker needs the lock to find us. */
     atomic_store_explicit(&self->state, WEFT__F_PARKED, w->mt ? SEQ : RLX);
+    if (w->mt)
+        WEFT__PP(WEFT__PP_PARKED, self);
     if (lock)
         weft__unlock(w, lock);
     if (cancelled(self) && !self->wait.uncancellable) {
@@ -671,7 +676,9 @@ static void cancel_one(struct weft__fiber *f, void *ctx)
 static void begin_shutdown(struct weft_rt *rt)
 {
     atomic_store(&rt->shutting_down, true);
+    WEFT__PP(WEFT__PP_SHUTDOWN_WALK, rt);
     weft__fiber_each(rt, cancel_one, NULL);
+    WEFT__PP(WEFT__PP_SHUTDOWN_WALKED, rt);
 }
 
 void weft__fiber_entry(weft__transfer t)
@@ -960,11 +967,13 @@ static struct weft__fiber *steal_any(struct weft__worker *w)
 static void mt_sleep(struct weft__worker *w, int64_t until)
 {
     struct weft_rt *rt = w->rt;
+    WEFT__PP(WEFT__PP_BEFORE_IDLE, w);
     bool poller = weft__spin_trylock(&rt->poll_lock);
     atomic_store_explicit(&w->in_reactor, poller, SEQ);
     atomic_fetch_add_explicit(&rt->nidle, 1, SEQ);
     atomic_store_explicit(&w->sleeping, 1, SEQ);
     atomic_thread_fence(SEQ);
+    WEFT__PP(WEFT__PP_LAST_LOOK, w);
     if (!work_visible(w)) {
         count(&w->n_sleeps);
         int64_t now = weft__clock();
@@ -1096,11 +1105,14 @@ static void mt_loop(struct weft__worker *w)
             set_state(&w->sched, WEFT__F_SCHED);
             continue;
         }
+        WEFT__PP(WEFT__PP_IDLE_CHECK, w);
         if (weft__live(rt) == 0 && weft__post_close(rt)) {
+            WEFT__PP(WEFT__PP_IDLE_DECIDED, w);
             atomic_store_explicit(&rt->stop, true, SEQ);
             wake_everyone(rt);
             break;
         }
+        WEFT__PP(WEFT__PP_IDLE_DECIDED, w);
         int64_t until = next_timer_ns(w);
         if (io_due < until)
             until = io_due;
@@ -1186,6 +1198,7 @@ int weft__workers_start(struct weft_rt *rt)
             break;
         }
         rt->ws[i]->started = true;
+        WEFT__PP(WEFT__PP_WORKER_CREATED, rt->ws[i]);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err)
