@@ -322,11 +322,20 @@ int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft
 
 void weft__fiber_free(struct weft__worker *w, struct weft__fiber *f)
 {
+    /* Several workers: the block changes identity (state FREE, a new
+     * generation) under both its locks, so weft_join/detach (under lock)
+     * and weft_cancel (under wait_lock) that decoded a handle before this
+     * see the change when they check the generation again (see
+     * handle_current). */
+    weft__lock(w, &f->lock);
+    weft__lock(w, &f->wait_lock);
     atomic_store_explicit(&f->state, WEFT__F_FREE, memory_order_relaxed);
     f->joiner = NULL;
     f->result = NULL;
     if (++f->gen == 0)
         f->gen = 1;
+    weft__unlock(w, &f->wait_lock);
+    weft__unlock(w, &f->lock);
     if (w->mt) {
         f->next = w->fcache;
         w->fcache = f;
@@ -389,21 +398,40 @@ void weft__fiber_each(struct weft_rt *rt, void (*fn)(struct weft__fiber *f, void
         }
 }
 
-void weft__fiber_cancel(struct weft__fiber *f)
+/* The caller holds f's wait_lock (several workers): it keeps f inside
+ * weft__park() (which passes through it on the way out) while we read its
+ * wait and call its unlink, and keeps f from being freed and reused. */
+static void cancel_locked(struct weft__fiber *f)
 {
     /* seq_cst, paired with weft__park(): it stores PARKED and then reads
      * the flag; we set the flag and then read the state. */
     if (atomic_fetch_or(&f->flags, WEFT__FL_CANCELLED) & WEFT__FL_CANCELLED)
         return;
-    /* wait_lock keeps f inside weft__park() (which passes through it on
-     * the way out) while we read its wait and call its unlink. */
-    struct weft__worker *w = weft__worker();
-    weft__lock(w, &f->wait_lock);
     if (atomic_load(&f->state) == WEFT__F_PARKED && !f->wait.uncancellable) {
         if (!f->wait.unlink || f->wait.unlink(f))
             weft__wake(f, -ECANCELED);
     }
+}
+
+void weft__fiber_cancel(struct weft__fiber *f)
+{
+    if (atomic_load_explicit(&f->flags, memory_order_relaxed) & WEFT__FL_CANCELLED)
+        return;
+    struct weft__worker *w = weft__worker();
+    weft__lock(w, &f->wait_lock);
+    cancel_locked(f);
     weft__unlock(w, &f->wait_lock);
+}
+
+/* Whether the block a handle decoded to still is that fiber. With several
+ * workers a detached fiber can exit, be freed and its block be reused by a
+ * new fiber between the decode and the act; the caller holds one of the
+ * block's locks (lock or wait_lock), and weft__fiber_free changes the
+ * generation under both, so the answer holds until the caller unlocks. */
+static bool handle_current(const struct weft__fiber *f, const weft_fiber *h)
+{
+    return f->gen == (uint32_t)((uint64_t)(uintptr_t)h >> 32) &&
+           atomic_load_explicit(&f->state, memory_order_relaxed) != WEFT__F_FREE;
 }
 
 int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg,
@@ -416,16 +444,29 @@ int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *a
         return err;
     f->fn = (weft_fn)fn;
     f->arg = arg;
-    if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed))
-        flags |= WEFT__FL_CANCELLED;
-    if (w->mt)
-        WEFT__PP(WEFT__PP_SPAWN, f);
     atomic_store_explicit(&f->flags, atomic_load_explicit(&f->flags, memory_order_relaxed) | flags,
                           memory_order_relaxed);
     atomic_store_explicit(&w->n_spawned,
                           atomic_load_explicit(&w->n_spawned, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    atomic_store_explicit(&f->state, WEFT__F_RUNNABLE, memory_order_relaxed);
+    if (!w->mt) {
+        /* One worker: shutdown begins on this thread, never meanwhile. */
+        if (atomic_load_explicit(&rt->shutting_down, memory_order_relaxed))
+            atomic_fetch_or_explicit(&f->flags, WEFT__FL_CANCELLED, memory_order_relaxed);
+        atomic_store_explicit(&f->state, WEFT__F_RUNNABLE, memory_order_relaxed);
+    } else {
+        /* Another worker may begin shutdown now (main returned there). A
+         * Dekker pair with begin_shutdown: we make the block visible to
+         * its cancel walk (RUNNABLE, not FREE) and then read the flag; it
+         * sets the flag and then walks. Either the walk finds this fiber
+         * or we see the flag, so no fiber escapes the shutdown's cancel.
+         * Both before the push: once queued, the fiber may run, park and
+         * even exit on another worker. */
+        atomic_store_explicit(&f->state, WEFT__F_RUNNABLE, memory_order_seq_cst);
+        WEFT__PP(WEFT__PP_SPAWN, f);
+        if (atomic_load_explicit(&rt->shutting_down, memory_order_seq_cst))
+            atomic_fetch_or_explicit(&f->flags, WEFT__FL_CANCELLED, memory_order_relaxed);
+    }
     weft__rq_push(w, f);
     if (out)
         *out = f;
@@ -494,6 +535,10 @@ int weft_join(weft_fiber *h, void **result, int64_t deadline)
     if (f == self)
         return -EDEADLK;
     weft__lock(w, &f->lock);
+    if (!handle_current(f, h)) {
+        weft__unlock(w, &f->lock);
+        return -ESRCH;
+    }
     if ((flags_of(f) & WEFT__FL_DETACHED) || f->joiner) {
         weft__unlock(w, &f->lock);
         return -EINVAL;
@@ -531,6 +576,10 @@ int weft_detach(weft_fiber *h)
         return -ESRCH;
     WEFT__PP(WEFT__PP_HANDLE, f);
     weft__lock(w, &f->lock);
+    if (!handle_current(f, h)) {
+        weft__unlock(w, &f->lock);
+        return -ESRCH;
+    }
     if ((flags_of(f) & WEFT__FL_DETACHED) || f->joiner) {
         weft__unlock(w, &f->lock);
         return -EINVAL;
@@ -554,8 +603,12 @@ int weft_cancel(weft_fiber *h)
     if (!f)
         return -ESRCH;
     WEFT__PP(WEFT__PP_HANDLE, f);
-    weft__fiber_cancel(f);
-    return 0;
+    weft__lock(w, &f->wait_lock);
+    bool current = handle_current(f, h);
+    if (current)
+        cancel_locked(f);
+    weft__unlock(w, &f->wait_lock);
+    return current ? 0 : -ESRCH;
 }
 
 int weft_cancelled(void)

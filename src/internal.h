@@ -224,11 +224,13 @@ struct weft_rt {
     _Atomic int nspinning, nidle;
     weft__lockword poll_lock;        /* held by the worker polling the shared reactor */
     _Atomic bool stop;               /* every worker leaves its loop */
+    _Atomic uint32_t go;             /* futex word: every worker exists, fibers may run */
     /* weft_post from other threads */
     pthread_mutex_t post_lock;
     struct weft__post *post_head, *post_tail;
     struct weft__rnode *remote_head, *remote_tail;
     _Atomic size_t post_count;
+    size_t posts_starting;           /* taken off the queue, not yet spawned (post_lock) */
     bool post_closed;
     /* process-wide registry of running runtimes (stats, dump) */
     struct weft_rt *reg_next, *reg_prev;
@@ -340,7 +342,11 @@ int  weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *
 
 /* runtime.c */
 void weft__post_drain(struct weft_rt *rt);
-bool weft__post_close(struct weft_rt *rt);  /* true: no post pending, none accepted from now */
+/* The runtime is finished when no fiber is alive and no post is queued or
+ * being started; then posts are closed (weft_post returns -ESHUTDOWN) and
+ * true is returned. Decided under the post lock, which every way a fiber
+ * can still appear passes through. */
+bool weft__post_close_if_done(struct weft_rt *rt);
 /* Thread-safe weft__wake() for threads outside the runtime (offload helpers,
  * signal threads): queues n and wakes the worker, which wakes n->f. */
 void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n);

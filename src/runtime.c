@@ -178,6 +178,9 @@ void weft__post_drain(struct weft_rt *rt)
         nremote++;
     rt->remote_head = rt->remote_tail = NULL;
     atomic_fetch_sub_explicit(&rt->post_count, taken + nremote, memory_order_relaxed);
+    /* Off the queue but not yet counted as live fibers: until they are,
+     * another worker must not conclude that the runtime is finished. */
+    rt->posts_starting += taken;
     pthread_mutex_unlock(&rt->post_lock);
     WEFT__PP(WEFT__PP_POST_TAKEN, rt);
     while (r) {
@@ -185,6 +188,7 @@ void weft__post_drain(struct weft_rt *rt)
         weft__wake(r->f, r->result);
         r = next;
     }
+    size_t started = 0;
     while (p) {
         struct weft__post *next = p->next;
         int err = weft__spawn(w, NULL, (void *)p->fn, p->arg,
@@ -201,22 +205,38 @@ void weft__post_drain(struct weft_rt *rt)
                 rt->post_tail = end;
             rt->post_head = p;
             atomic_fetch_add_explicit(&rt->post_count, n, memory_order_relaxed);
+            rt->posts_starting -= taken - started;
             pthread_mutex_unlock(&rt->post_lock);
             return;
         }
         free(p);
         p = next;
+        started++;
+    }
+    if (taken) {
+        /* Under the lock: a worker deciding whether the runtime is done
+         * takes it too, and so sees these fibers counted (weft__live). */
+        pthread_mutex_lock(&rt->post_lock);
+        rt->posts_starting -= taken;
+        pthread_mutex_unlock(&rt->post_lock);
     }
 }
 
-bool weft__post_close(struct weft_rt *rt)
+bool weft__post_close_if_done(struct weft_rt *rt)
 {
+    /* A cheap look first: with fibers alive the lock is not needed. */
+    if (weft__live(rt) != 0)
+        return false;
     pthread_mutex_lock(&rt->post_lock);
-    bool idle = rt->post_head == NULL && rt->remote_head == NULL;
-    if (idle)
+    /* Nothing queued, nothing being started, and (read again under the
+     * lock) no fiber alive: then no fiber can appear any more, since a
+     * spawn needs a running fiber or a post, and posts need this lock. */
+    bool done = rt->post_head == NULL && rt->remote_head == NULL && rt->posts_starting == 0 &&
+                weft__live(rt) == 0;
+    if (done)
         rt->post_closed = true;
     pthread_mutex_unlock(&rt->post_lock);
-    return idle;
+    return done;
 }
 
 /* The opt-in SIGQUIT dump: an ordinary fiber waiting for the signal, so

@@ -255,8 +255,15 @@ static struct weft__fiber *steal_from(struct weft__worker *w, struct weft__worke
                 break;      /* (f may be stale if the CAS below fails: only read) */
             atomic_store_explicit(&w->ring[(wt + k) % WEFT__RQ_SIZE], f, RLX);
         }
-        if ((n = k) == 0)
+        if ((n = k) == 0) {
+            /* A pinned fiber heads the ring: the LIFO slot may still hold
+             * one we can take. */
+            struct weft__fiber *f = atomic_load_explicit(&v->lifo, ACQ);
+            if (f && !atomic_load_explicit(&f->home, RLX) &&
+                atomic_compare_exchange_strong_explicit(&v->lifo, &f, NULL, SEQ, RLX))
+                return f;
             return NULL;
+        }
         if (!atomic_compare_exchange_strong_explicit(&v->rq_h, &h, h + n, SEQ, RLX))
             continue;
         struct weft__fiber *run = atomic_load_explicit(&w->ring[(wt + n - 1) % WEFT__RQ_SIZE], RLX);
@@ -313,16 +320,26 @@ static void mt_push(struct weft__worker *w, struct weft__fiber *f, int how)
         weft__inject(w->rt, f);
         return;
     }
-    if (how && !f->home) {
-        /* (Pinned fibers keep the order one worker gives: no LIFO.) */
-        f = atomic_exchange_explicit(&w->lifo, f, memory_order_acq_rel);
-        if (!f)
-            goto out;
+    if (f->home) {
+        /* Pinned to w: keeps the order one worker gives (no LIFO), and is
+         * no work for any other worker, so nobody is woken for it. */
+        ring_push(w, f);
+        return;
     }
-    ring_push(w, f);
-out:
-    WEFT__PP(WEFT__PP_PUSHED, f);
-    if (atomic_load_explicit(&w->rt->nidle, SEQ) > 0)
+    struct weft__fiber *pushed = f;
+    if (how) {
+        f = atomic_exchange_explicit(&w->lifo, f, memory_order_acq_rel);
+        if (f)
+            ring_push(w, f);
+    } else {
+        ring_push(w, f);
+    }
+    WEFT__PP(WEFT__PP_PUSHED, pushed);
+    /* The pusher's half of the Dekker pair (top of the file): the push,
+     * a full fence, then the look at nidle. ring_push ends in a release
+     * store, which a later load may pass without the fence. */
+    atomic_thread_fence(SEQ);
+    if (atomic_load_explicit(&w->rt->nidle, RLX) > 0)
         weft__notify(w->rt);
 }
 
@@ -675,7 +692,10 @@ static void cancel_one(struct weft__fiber *f, void *ctx)
 
 static void begin_shutdown(struct weft_rt *rt)
 {
+    /* The other half of weft__spawn's pair: the flag, a full fence, then
+     * the walk, which so sees every fiber whose spawn missed the flag. */
     atomic_store(&rt->shutting_down, true);
+    atomic_thread_fence(SEQ);
     WEFT__PP(WEFT__PP_SHUTDOWN_WALK, rt);
     weft__fiber_each(rt, cancel_one, NULL);
     WEFT__PP(WEFT__PP_SHUTDOWN_WALKED, rt);
@@ -863,7 +883,7 @@ static void st_loop(struct weft__worker *w)
             w->next_io = weft__clock() + IO_INTERVAL;
             continue;
         }
-        if (weft__live(rt) == 0 && weft__post_close(rt))
+        if (weft__post_close_if_done(rt))
             break;
         int64_t until = next_timer_ns(w);
         if (io_due < until)
@@ -922,6 +942,24 @@ static void wake_everyone(struct weft_rt *rt)
     rt->w0.rops->wake(rt->w0.reactor);
 }
 
+/* Whether v holds a fiber that another worker could take: what
+ * steal_from would find (the ring's head if not pinned, else the LIFO
+ * slot if not pinned). A fiber pinned to v is v's own business: counting
+ * it would keep an idle worker spinning for as long as v is busy. */
+static bool stealable(struct weft__worker *v)
+{
+    uint32_t h = atomic_load_explicit(&v->rq_h, SEQ);
+    if (atomic_load_explicit(&v->rq_t, SEQ) != h) {
+        /* (A block never goes away while the runtime runs, so reading a
+         * slot that a taker has just moved past is safe, only stale.) */
+        struct weft__fiber *f = atomic_load_explicit(&v->ring[h % WEFT__RQ_SIZE], RLX);
+        if (f && !atomic_load_explicit(&f->home, RLX))
+            return true;
+    }
+    struct weft__fiber *f = atomic_load_explicit(&v->lifo, SEQ);
+    return f && !atomic_load_explicit(&f->home, RLX);
+}
+
 /* Anything runnable anywhere that w could take? (the sleeper's re-check) */
 static bool work_visible(struct weft__worker *w)
 {
@@ -932,7 +970,7 @@ static bool work_visible(struct weft__worker *w)
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct weft__worker *v = rt->ws[i];
-        if (v != w && atomic_load_explicit(&v->rq_t, SEQ) != atomic_load_explicit(&v->rq_h, SEQ))
+        if (v != w && stealable(v))
             return true;
     }
     return false;
@@ -1106,7 +1144,7 @@ static void mt_loop(struct weft__worker *w)
             continue;
         }
         WEFT__PP(WEFT__PP_IDLE_CHECK, w);
-        if (weft__live(rt) == 0 && weft__post_close(rt)) {
+        if (weft__post_close_if_done(rt)) {
             WEFT__PP(WEFT__PP_IDLE_DECIDED, w);
             atomic_store_explicit(&rt->stop, true, SEQ);
             wake_everyone(rt);
@@ -1162,7 +1200,14 @@ static void *worker_main(void *p)
     /* Set up before main runs: weft_run() waits for this. */
     atomic_store_explicit(&w->ready, 1, SEQ);
     futex(&w->ready, FUTEX_WAKE, 1, NULL);
-    weft__worker_loop(w);
+    /* No worker runs a fiber before every worker exists: if a later
+     * thread cannot be created, weft_run() fails, and a main_fn already
+     * started here would have to be abandoned mid-run. */
+    struct weft_rt *rt = w->rt;
+    while (atomic_load_explicit(&rt->go, ACQ) == 0)
+        futex(&rt->go, FUTEX_WAIT, 0, NULL);
+    if (!atomic_load_explicit(&rt->stop, ACQ))
+        weft__worker_loop(w);
     weft__worker_caches_flush(w);
     weft__worker_set(NULL);
     weft__fault_uninstall();
@@ -1171,6 +1216,8 @@ static void *worker_main(void *p)
 
 int weft__workers_start(struct weft_rt *rt)
 {
+    if (rt->nworkers == 1)
+        return 0;
     /* The extra workers start with asynchronous signals blocked, as
      * helper threads should: a process-directed signal then goes to the
      * thread that called weft_run() or stays pending for a
@@ -1189,23 +1236,29 @@ int weft__workers_start(struct weft_rt *rt)
     int err = 0;
     for (unsigned i = 1; i < rt->nworkers && !err; i++) {
         err = weft__pthread_create(&rt->ws[i]->thread, NULL, worker_main, rt->ws[i]);
-        if (err) {
-            /* Stop the ones that started; weft_run() fails cleanly. */
-            atomic_store_explicit(&rt->stop, true, SEQ);
-            wake_everyone(rt);
-            for (unsigned k = 1; k < i; k++)
-                pthread_join(rt->ws[k]->thread, NULL);
+        if (err)
             break;
-        }
         rt->ws[i]->started = true;
         WEFT__PP(WEFT__PP_WORKER_CREATED, rt->ws[i]);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err)
+    if (err) {
+        /* The ones that started have run nothing yet (they wait for go):
+         * they leave at once, and weft_run() fails cleanly. */
+        atomic_store_explicit(&rt->stop, true, SEQ);
+    } else {
+        for (unsigned i = 1; i < rt->nworkers; i++)
+            while (atomic_load_explicit(&rt->ws[i]->ready, SEQ) == 0)
+                futex(&rt->ws[i]->ready, FUTEX_WAIT, 0, NULL);
+    }
+    atomic_store_explicit(&rt->go, 1, REL);
+    futex(&rt->go, FUTEX_WAKE, INT32_MAX, NULL);
+    if (err) {
+        for (unsigned i = 1; i < rt->nworkers; i++)
+            if (rt->ws[i]->started)
+                pthread_join(rt->ws[i]->thread, NULL);
         return -err;
-    for (unsigned i = 1; i < rt->nworkers; i++)
-        while (atomic_load_explicit(&rt->ws[i]->ready, SEQ) == 0)
-            futex(&rt->ws[i]->ready, FUTEX_WAIT, 0, NULL);
+    }
     return 0;
 }
 

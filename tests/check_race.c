@@ -1,24 +1,475 @@
 /* check_race.c - the several-worker defects, each driven through its exact
  * interleaving with the preemption points of a WEFT_CHAOS build
- * (src/chaos.h). Every test here failed before its fix. */
+ * (src/chaos.h), and the invariants of docs/architecture.md shaken by
+ * chaos mode.
+ *
+ * A test installs one hook that sees every point hit on every thread. It
+ * stops the thread that reaches the first point of the window until
+ * another thread has reached the second (always with a time-out, so a
+ * fixed runtime, where the second point is never reached in that state,
+ * only waits the time-out out). Each of these tests failed before its fix,
+ * on every run.
+ */
 #include "internal.h"
 #include "testutil.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
-START_TEST(test_points_compiled_in)
+/* --------------------------------------------------------------- helpers */
+
+static int64_t mono_ns(void)
 {
-    ck_assert_str_eq(weft__pp_name(WEFT__PP_POST_TAKEN), "post_taken");
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Waits, on a plain thread (a worker stopped at a point), until *flag is
+ * set or ms have passed; returns the flag. */
+static int wait_flag(_Atomic int *flag, int ms)
+{
+    int64_t end = mono_ns() + (int64_t)ms * 1000000;
+    while (!atomic_load(flag) && mono_ns() < end) {
+        struct timespec ts = { 0, 20000 };
+        nanosleep(&ts, NULL);
+    }
+    return atomic_load(flag);
+}
+
+/* The same from a fiber: sleeps in steps, so its worker stays free. */
+static int fiber_wait_flag(_Atomic int *flag, int ms)
+{
+    for (int i = 0; i < ms && !atomic_load(flag); i++)
+        weft_sleep_ms(1);
+    return atomic_load(flag);
+}
+
+static weft_config workers_cfg(int n)
+{
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = n;
+    return c;
+}
+
+static struct weft_rt *_Atomic the_rt;
+
+/* Each test starts with its own hook and clean flags (Check may run the
+ * tests in one process). */
+static void hook_set(weft__pp_fn fn)
+{
+    weft__pp_set(fn);
+}
+
+/* ------------------------------------- 1. an accepted post always runs */
+
+static _Atomic int p_idle_seen, p_posted, p_stalled, p_checked, p_ran;
+static __thread int p_live0;
+
+static void post_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    struct weft_rt *rt = atomic_load(&the_rt);
+    switch (pp) {
+    case WEFT__PP_IDLE_CHECK:
+        /* A worker about to decide that the runtime is finished. The
+         * first time nothing is alive, hold it until the other thread
+         * has posted (the runtime must not end before the post is in). */
+        p_live0 = rt && weft__live(rt) == 0;
+        if (p_live0 && !atomic_load(&p_posted)) {
+            atomic_store(&p_idle_seen, 1);
+            wait_flag(&p_posted, 2000);
+            p_live0 = 0;        /* the post is queued now: not this check */
+        }
+        break;
+    case WEFT__PP_IDLE_DECIDED:
+        /* A decision taken with no fiber alive while the drainer holds
+         * the post between queue and spawn: the window of the defect. */
+        if (p_live0 && atomic_load(&p_stalled))
+            atomic_store(&p_checked, 1);
+        break;
+    case WEFT__PP_POST_TAKEN:
+        if (atomic_exchange(&p_stalled, 1) == 0)
+            wait_flag(&p_checked, 500);
+        break;
+    default:
+        break;
+    }
+}
+
+static void posted_fn(void *arg)
+{
+    (void)arg;
+    atomic_store(&p_ran, 1);
+}
+
+static void *poster(void *arg)
+{
+    (void)arg;
+    if (!wait_flag(&p_idle_seen, 5000))
+        return (void *)(intptr_t)-1;
+    int r = weft_post(atomic_load(&the_rt), posted_fn, NULL);
+    atomic_store(&p_posted, 1);
+    return (void *)(intptr_t)r;
+}
+
+static pthread_t poster_thread;
+
+static void post_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&the_rt, weft_runtime());
+    ck_assert_int_eq(pthread_create(&poster_thread, NULL, poster, NULL), 0);
+    /* main returns at once: the runtime is finished but for the post. */
+}
+
+START_TEST(test_accepted_post_runs)
+{
+    atomic_store(&p_idle_seen, 0);
+    atomic_store(&p_posted, 0);
+    atomic_store(&p_stalled, 0);
+    atomic_store(&p_checked, 0);
+    atomic_store(&p_ran, 0);
+    hook_set(post_hook);
+    weft_config c = workers_cfg(2);
+    run_in_runtime(&c, post_main, NULL);
+    hook_set(NULL);
+    void *r;
+    pthread_join(poster_thread, &r);
+    ck_assert_int_eq((int)(intptr_t)r, 0);              /* accepted ... */
+    ck_assert_msg(atomic_load(&p_stalled), "the drain was never held at post_taken");
+    ck_assert_msg(atomic_load(&p_ran), "an accepted post never ran");  /* ... so it ran */
+}
+END_TEST
+
+/* -------------- 3. a thread that cannot be created abandons no fiber */
+
+static _Atomic int w_main_ran;
+
+static void wc_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    /* After the first extra worker exists, give it every chance to take
+     * main before the next pthread_create fails. */
+    if (pp == WEFT__PP_WORKER_CREATED)
+        wait_flag(&w_main_ran, 200);
+}
+
+static void wc_main(void *arg)
+{
+    (void)arg;
+    atomic_store(&w_main_ran, 1);
+    weft_sleep_ms(50);      /* would be dropped mid-run */
+}
+
+START_TEST(test_failed_worker_start_runs_nothing)
+{
+    atomic_store(&w_main_ran, 0);
+    hook_set(wc_hook);
+    weft_config c = workers_cfg(3);
+    /* The second pthread_create of weft_run (worker 2) fails. */
+    weft__fault_arm(2, EAGAIN, 1u << WEFT__FS_PTHREAD_CREATE);
+    int r = weft_run(&c, wc_main, NULL);
+    weft__fault_arm(0, 0, 0);
+    hook_set(NULL);
+    ck_assert_int_eq(r, -EAGAIN);
+    ck_assert_msg(!atomic_load(&w_main_ran), "main started although weft_run failed");
+    weft_stats st;
+    weft_stats_get(&st);
+    ck_assert_uint_eq(st.runtimes, 0);
+    ck_assert_uint_eq(st.stack_bytes_mapped, 0);
+}
+END_TEST
+
+/* ----------- 4. an idle worker sleeps beside a pinned fiber it cannot take */
+
+static void *pinned_child(void *arg)
+{
+    return arg;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static double pin_ratio;
+
+static void pin_main(void *arg)
+{
+    (void)arg;
+    weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = 1;
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, &a, pinned_child, NULL), 0);
+    weft_sleep_ms(20);      /* let the other worker settle */
+    ck_assert_int_eq(weft_spawn(&f, &a, pinned_child, NULL), 0);
+    /* Now compute without yielding: the pinned fiber heads this worker's
+     * ring, and the other worker can do nothing for it. */
+    double c0 = cpu_seconds();
+    int64_t t0 = mono_ns();
+    while (mono_ns() - t0 < 400000000)
+        ;
+    pin_ratio = (cpu_seconds() - c0) / ((double)(mono_ns() - t0) / 1e9);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+}
+
+START_TEST(test_idle_worker_sleeps_beside_pinned)
+{
+    weft_config c = workers_cfg(2);
+    run_in_runtime(&c, pin_main, NULL);
+    /* One busy thread: about 1.0. A worker spinning beside it: about 2. */
+    ck_assert_msg(pin_ratio < 1.5, "the process used %.2f CPUs while one worker computed",
+                  pin_ratio);
+}
+END_TEST
+
+/* ----- 5. a worker going to sleep sees a stealable fiber in a LIFO slot */
+
+static _Atomic int l_armed, l_idle_held, l_pushed;
+static _Atomic(const void *) l_target;
+static weft_sem l_sem;
+static int64_t l_woken_at, l_ran_at;
+
+static void lifo_hook(enum weft__pp pp, const void *arg)
+{
+    if (pp == WEFT__PP_BEFORE_IDLE && atomic_load(&l_armed) &&
+        !atomic_exchange(&l_idle_held, 1)) {
+        /* The other worker: past its last steal, not yet counted idle. */
+        wait_flag(&l_pushed, 1000);
+    } else if (pp == WEFT__PP_PUSHED && arg && arg == atomic_load(&l_target)) {
+        atomic_store(&l_pushed, 1);
+    }
+}
+
+static void *lifo_sleeper(void *arg)
+{
+    (void)arg;
+    atomic_store(&l_target, weft__self(weft__worker()));
+    ck_assert_int_eq(weft_sem_acquire(&l_sem, WEFT_FOREVER), 0);
+    l_ran_at = mono_ns();
+    return NULL;
+}
+
+static void *lifo_waker(void *arg)
+{
+    (void)arg;
+    atomic_store(&l_armed, 1);
+    /* Spin (no switch) until the other worker is held at the point. */
+    int64_t end = mono_ns() + 1000000000;
+    while (!atomic_load(&l_idle_held) && mono_ns() < end)
+        ;
+    l_woken_at = mono_ns();
+    ck_assert_int_eq(weft_sem_release(&l_sem), 0);  /* into this worker's LIFO slot */
+    /* Block this worker's thread: only the other worker can run it now. */
+    struct timespec ts = { 0, 400000000 };
+    nanosleep(&ts, NULL);
+    return NULL;
+}
+
+static void lifo_main(void *arg)
+{
+    (void)arg;
+    weft_sem_init(&l_sem, 0);
+    weft_fiber *s, *k;
+    ck_assert_int_eq(weft_spawn(&s, NULL, lifo_sleeper, NULL), 0);
+    weft_sleep_ms(20);      /* parked in sem_acquire */
+    ck_assert_ptr_nonnull(atomic_load(&l_target));
+    ck_assert_int_eq(weft_spawn(&k, NULL, lifo_waker, NULL), 0);
+    ck_assert_int_eq(weft_join(k, NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(weft_join(s, NULL, WEFT_FOREVER), 0);
+}
+
+START_TEST(test_sleeper_sees_lifo_slot)
+{
+    atomic_store(&l_armed, 0);
+    atomic_store(&l_idle_held, 0);
+    atomic_store(&l_pushed, 0);
+    atomic_store(&l_target, NULL);
+    hook_set(lifo_hook);
+    weft_config c = workers_cfg(2);
+    run_in_runtime(&c, lifo_main, NULL);
+    hook_set(NULL);
+    ck_assert_msg(atomic_load(&l_idle_held) && atomic_load(&l_pushed),
+                  "the interleaving was not reached");
+    int64_t late_ms = (l_ran_at - l_woken_at) / 1000000;
+    /* Taken by the idle worker at once; missed, it waits out the 400 ms
+     * the waker's thread is blocked. */
+    ck_assert_msg(late_ms < 200, "the woken fiber ran %lld ms late", (long long)late_ms);
+}
+END_TEST
+
+/* --------- 6. a fiber spawned while shutdown begins is still cancelled */
+
+static _Atomic int s_spawn_held, s_walked;
+static __thread int s_mine;
+static _Atomic int s_child_result;
+
+static void shut_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    if (pp == WEFT__PP_SPAWN && s_mine) {
+        s_mine = 0;
+        atomic_store(&s_spawn_held, 1);
+        wait_flag(&s_walked, 1000);     /* until the cancel walk is over */
+    } else if (pp == WEFT__PP_SHUTDOWN_WALKED) {
+        atomic_store(&s_walked, 1);
+    }
+}
+
+static void *shut_child(void *arg)
+{
+    (void)arg;
+    atomic_store(&s_child_result, weft_sleep_ms(3000));
+    return NULL;
+}
+
+static void *shut_spawner(void *arg)
+{
+    struct weft__worker *mainw = arg;
+    /* Get onto the other worker (main sleeps pinned on its own). */
+    while (weft__worker() == mainw)
+        weft_yield();
+    s_mine = 1;
+    weft_fiber *c;
+    ck_assert_int_eq(weft_spawn(&c, NULL, shut_child, NULL), 0);
+    weft_join(c, NULL, WEFT_FOREVER);   /* cancelled itself: returns at once */
+    weft_detach(c);
+    return NULL;
+}
+
+static void shut_main(void *arg)
+{
+    (void)arg;
+    weft_pin(1);
+    weft_fiber *s;
+    ck_assert_int_eq(weft_spawn(&s, NULL, shut_spawner, weft__worker()), 0);
+    weft_detach(s);
+    ck_assert(fiber_wait_flag(&s_spawn_held, 2000));
+    /* Return now: shutdown begins here while the spawn is held. */
+}
+
+START_TEST(test_spawn_during_shutdown_is_cancelled)
+{
+    atomic_store(&s_spawn_held, 0);
+    atomic_store(&s_walked, 0);
+    atomic_store(&s_child_result, 1);
+    hook_set(shut_hook);
+    weft_config c = workers_cfg(2);
+    int64_t t0 = mono_ns();
+    run_in_runtime(&c, shut_main, NULL);
+    hook_set(NULL);
+    ck_assert_int_eq(atomic_load(&s_child_result), -ECANCELED);
+    ck_assert_msg(mono_ns() - t0 < 2000000000LL, "weft_run waited for an uncancelled fiber");
+}
+END_TEST
+
+/* ------------ 7. a stale handle never reaches the fiber that reuses it */
+
+static _Atomic int h_held, h_reused, h_d_done;
+static __thread int h_mine;
+static weft_sem h_sem;
+static int h_cancel_rc, h_e_result;
+
+static void handle_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    if (pp == WEFT__PP_HANDLE && h_mine) {
+        h_mine = 0;
+        atomic_store(&h_held, 1);
+        wait_flag(&h_reused, 2000);
+    }
+}
+
+static void *h_detached(void *arg)
+{
+    (void)arg;
+    weft_sem_acquire(&h_sem, WEFT_FOREVER);
+    atomic_store(&h_d_done, 1);
+    return NULL;
+}
+
+static void *h_reuser(void *arg)
+{
+    (void)arg;
+    h_e_result = weft_sleep_ms(300);
+    return NULL;
+}
+
+struct h_args { weft_fiber *d; struct weft__worker *mainw; };
+
+static void *h_canceller(void *arg)
+{
+    struct h_args *a = arg;
+    while (weft__worker() == a->mainw)
+        weft_yield();
+    h_mine = 1;
+    h_cancel_rc = weft_cancel(a->d);
+    return NULL;
+}
+
+static void handle_main(void *arg)
+{
+    (void)arg;
+    weft_pin(1);
+    weft_sem_init(&h_sem, 0);
+    weft_attr pin;
+    weft_attr_init(&pin);
+    pin.pinned = 1;     /* D and E live on this worker: E reuses D's block */
+    struct h_args a = { NULL, weft__worker() };
+    ck_assert_int_eq(weft_spawn(&a.d, &pin, h_detached, NULL), 0);
+    uint32_t d_index = (uint32_t)(uintptr_t)a.d;
+    ck_assert_int_eq(weft_detach(a.d), 0);
+    weft_fiber *c;
+    ck_assert_int_eq(weft_spawn(&c, NULL, h_canceller, &a), 0);
+    ck_assert(fiber_wait_flag(&h_held, 2000));
+    /* The canceller holds D's handle, decoded. D finishes and is freed. */
+    weft_sem_release(&h_sem);
+    ck_assert(fiber_wait_flag(&h_d_done, 2000));
+    weft_sleep_ms(2);
+    weft_fiber *e;
+    ck_assert_int_eq(weft_spawn(&e, &pin, h_reuser, NULL), 0);
+    ck_assert_uint_eq((uint32_t)(uintptr_t)e, d_index);     /* the same block */
+    weft_sleep_ms(2);
+    atomic_store(&h_reused, 1);
+    ck_assert_int_eq(weft_join(c, NULL, WEFT_FOREVER), 0);
+    ck_assert_int_eq(weft_join(e, NULL, WEFT_FOREVER), 0);
+}
+
+START_TEST(test_stale_handle_after_reuse)
+{
+    atomic_store(&h_held, 0);
+    atomic_store(&h_reused, 0);
+    atomic_store(&h_d_done, 0);
+    h_cancel_rc = 1;
+    h_e_result = 1;
+    hook_set(handle_hook);
+    weft_config c = workers_cfg(2);
+    run_in_runtime(&c, handle_main, NULL);
+    hook_set(NULL);
+    ck_assert_int_eq(h_cancel_rc, -ESRCH);
+    ck_assert_int_eq(h_e_result, 0);        /* E was not cancelled */
 }
 END_TEST
 
 int main(void)
 {
     Suite *s = suite_create("race");
-    TCase *tc = tcase_create("race");
+    TCase *tc = tcase_create("defects");
     tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_points_compiled_in);
+    tcase_add_test(tc, test_accepted_post_runs);
+    tcase_add_test(tc, test_failed_worker_start_runs_nothing);
+    tcase_add_test(tc, test_idle_worker_sleeps_beside_pinned);
+    tcase_add_test(tc, test_sleeper_sees_lifo_slot);
+    tcase_add_test(tc, test_spawn_during_shutdown_is_cancelled);
+    tcase_add_test(tc, test_stale_handle_after_reuse);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
