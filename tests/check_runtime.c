@@ -1,7 +1,9 @@
 /* check_runtime.c - configuration, weft_run() life cycle, weft_post() from
- * other threads, weft_runtime(), statistics, weft_dump() and
- * weft_strerror(). */
+ * other threads, weft_runtime(), statistics, weft_dump(),
+ * weft_strerror(), and the several-worker scheduler's duties (stealing). */
 #include "testutil.h"
+
+#include "internal.h"   /* the workers and the scheduler behind them */
 
 #include <errno.h>
 #include <pthread.h>
@@ -763,6 +765,95 @@ START_TEST(pin_keeps_a_fiber_on_its_thread)
 }
 END_TEST
 
+/* ------------------------------------------ the scheduler's own duties */
+
+/* WEFT_TEST_MIGRATE=1 (the runtime_migrate entry) sends every runnable
+ * fiber through the injector instead of its worker's ring: nothing would
+ * be left to steal, and no worker's own queue would keep it from the
+ * injector. The tests of those paths run without it. */
+static void run_unmigrated(const weft_config *c, void (*body)(void *), void *arg)
+{
+    const char *m = getenv("WEFT_TEST_MIGRATE");
+    char *saved = m ? strdup(m) : NULL;
+    unsetenv("WEFT_TEST_MIGRATE");
+    run_in_runtime(c, body, arg);
+    if (saved) {
+        setenv("WEFT_TEST_MIGRATE", saved, 1);
+        free(saved);
+    }
+}
+
+/* The worker the calling fiber runs on at this moment. */
+static unsigned worker_index(void) { return weft__worker()->index; }
+
+static void spin_a_little(void)
+{
+    for (volatile int k = 0; k < 2000; k++)
+        ;
+}
+
+/* Stealing: one fiber spawns busy fibers on its own worker, fewer than a
+ * ring holds (so no overflow moves any of them to the injector); only a
+ * steal by the idle worker can get some of them onto it. */
+#define STEAL_FIBERS 64
+_Static_assert(STEAL_FIBERS < WEFT__RQ_SIZE, "the spawner's ring must not overflow");
+
+struct steal_run { _Atomic long on[2]; _Atomic int both; uint64_t steals_before, steals_after; };
+
+static void *steal_busy(void *p)
+{
+    struct steal_run *s = p;
+    int64_t end = weft_now() + 5000 * 1000000LL;   /* gives up: the test fails, never hangs */
+    for (int i = 0; i < 20 || (!atomic_load(&s->both) && weft_now() < end); i++) {
+        atomic_fetch_add(&s->on[worker_index()], 1);
+        if (atomic_load(&s->on[0]) && atomic_load(&s->on[1]))
+            atomic_store(&s->both, 1);
+        spin_a_little();
+        weft_yield();
+    }
+    return NULL;
+}
+
+static uint64_t steals_so_far(void)
+{
+    uint64_t n = 0;
+    weft_worker_stats ws;
+    for (int i = 0; weft_worker_stats_get(i, &ws) == 0; i++)
+        n += ws.steals;
+    return n;
+}
+
+static void body_steal(void *p)
+{
+    struct steal_run *s = p;
+    s->steals_before = steals_so_far();
+    weft_fiber *f[STEAL_FIBERS];
+    for (int i = 0; i < STEAL_FIBERS; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, steal_busy, s), 0);
+    for (int i = 0; i < STEAL_FIBERS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    s->steals_after = steals_so_far();
+}
+
+START_TEST(idle_worker_steals)
+{
+    struct steal_run s = { { 0, 0 }, 0, 0, 0 };
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 2;
+    weft_stats a, b;
+    weft_stats_get(&a);
+    run_unmigrated(&c, body_steal, &s);
+    weft_stats_get(&b);
+    ck_assert_msg(atomic_load(&s.on[0]) > 0 && atomic_load(&s.on[1]) > 0,
+                  "busy fibers ran %ld times on worker 0, %ld on worker 1",
+                  atomic_load(&s.on[0]), atomic_load(&s.on[1]));
+    ck_assert_msg(s.steals_after > s.steals_before, "no steal counted (%llu before, %llu after)",
+                  (unsigned long long)s.steals_before, (unsigned long long)s.steals_after);
+    ck_assert_uint_gt(b.steals, a.steals);     /* and the process-wide counter */
+}
+END_TEST
+
 START_TEST(worker_stats_per_worker)
 {
     run_in_runtime(NULL, body_worker_stats, NULL);
@@ -810,6 +901,7 @@ int main(void)
     tcase_add_test(tc, post_flood_from_ten_threads);
     tcase_add_test(tc, busy_workers_still_see_io);
     tcase_add_test(tc, pin_keeps_a_fiber_on_its_thread);
+    tcase_add_test(tc, idle_worker_steals);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
