@@ -1,7 +1,7 @@
 /* check_runtime.c - configuration, weft_run() life cycle, weft_post() from
  * other threads, weft_runtime(), statistics, weft_dump(),
  * weft_strerror(), and the several-worker scheduler's duties (stealing,
- * the injector's turn). */
+ * the injector's turn, one worker per CPU). */
 #include "testutil.h"
 
 #include "internal.h"   /* the workers and the scheduler behind them */
@@ -1028,6 +1028,64 @@ START_TEST(injector_served_while_workers_busy)
 }
 END_TEST
 
+/* workers = 0: one worker per online CPU, each a thread that runs fibers.
+ * Busy fibers spawned on one worker spread by stealing until every worker
+ * has run one. */
+struct percpu { unsigned n; _Atomic unsigned seen; _Atomic long *tid; };
+
+static void *percpu_busy(void *p)
+{
+    struct percpu *pc = p;
+    int64_t end = weft_now() + 5000 * 1000000LL;
+    while (atomic_load(&pc->seen) < pc->n && weft_now() < end) {
+        long expect = 0;
+        if (atomic_compare_exchange_strong(&pc->tid[worker_index()], &expect, tid()))
+            atomic_fetch_add(&pc->seen, 1);
+        spin_a_little();
+        weft_yield();
+    }
+    return NULL;
+}
+
+static void body_percpu(void *p)
+{
+    struct percpu *pc = p;
+    weft_rt *rt = weft_runtime();
+    ck_assert_uint_eq(rt->nworkers, pc->n);
+    weft_worker_stats ws;
+    ck_assert_int_eq(weft_worker_stats_get((int)pc->n - 1, &ws), 0);
+    ck_assert_int_eq(weft_worker_stats_get((int)pc->n, &ws), -EINVAL);
+    unsigned nf = 4 * pc->n;
+    weft_fiber **f = calloc(nf, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    for (unsigned i = 0; i < nf; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, percpu_busy, pc), 0);
+    for (unsigned i = 0; i < nf; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    free(f);
+}
+
+START_TEST(zero_workers_means_one_per_cpu)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_int_gt(ncpu, 0);
+    if (ncpu > WEFT__WORKERS_MAX)
+        return;     /* more CPUs than a runtime takes workers */
+    struct percpu pc = { (unsigned)ncpu, 0, calloc((size_t)ncpu, sizeof(long)) };
+    ck_assert_ptr_nonnull(pc.tid);
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 0;
+    run_unmigrated(&c, body_percpu, &pc);
+    ck_assert_msg(atomic_load(&pc.seen) == pc.n, "fibers ran on %u of %u workers",
+                  atomic_load(&pc.seen), pc.n);
+    for (unsigned i = 0; i < pc.n; i++)
+        for (unsigned k = 0; k < i; k++)
+            ck_assert_msg(pc.tid[i] != pc.tid[k], "workers %u and %u share a thread", k, i);
+    free(pc.tid);
+}
+END_TEST
+
 START_TEST(worker_stats_per_worker)
 {
     run_in_runtime(NULL, body_worker_stats, NULL);
@@ -1077,6 +1135,7 @@ int main(void)
     tcase_add_test(tc, pin_keeps_a_fiber_on_its_thread);
     tcase_add_test(tc, idle_worker_steals);
     tcase_add_test(tc, injector_served_while_workers_busy);
+    tcase_add_test(tc, zero_workers_means_one_per_cpu);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
