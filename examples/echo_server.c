@@ -6,7 +6,7 @@
  * port 0 for any free port) and prints where. SIGINT or SIGTERM stops it:
  * the listener is closed, open connections get GRACE_MS (default 5000) to
  * finish, then the ones left are cancelled. -w is passed to weft_config.
- * workers; until the multi-worker scheduler lands only 1 is accepted.
+ * workers (0: one per online CPU).
  *
  * The part worth reading is serve(): read, write back, repeat. Each call
  * parks only this connection's fiber while the socket is not ready.
@@ -156,8 +156,7 @@ int main(int argc, char **argv)
         listen_on = argv[optind];
     int r = weft_run(&cfg, server, NULL);
     if (r < 0) {
-        fprintf(stderr, "echo_server: weft_run: %s%s\n", weft_strerror(r),
-                r == -ENOTSUP ? " (only -w 1 until the multi-worker scheduler exists)" : "");
+        fprintf(stderr, "echo_server: weft_run: %s\n", weft_strerror(r));
         return 1;
     }
     return 0;

@@ -1,6 +1,10 @@
 /* weft.h - everything a program needs from weft, a stackful fiber runtime.
  *
- * Conventions shared by every call (see docs/api.md for the whole story):
+ * Each call's reference, with every error code it returns, is the comment
+ * above it in the headers under include/weft/; docs/guide.md is the
+ * user's guide.
+ *
+ * Conventions shared by every call (docs/guide.md, "Conventions"):
  *  - Calls that can fail return 0 or a non-negative count on success and a
  *    negative errno value on failure; errno itself is never used to report.
  *  - Time is int64_t nanoseconds of the monotonic clock (weft_now());

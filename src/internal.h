@@ -380,7 +380,4 @@ void weft__fault_uninstall(void);
 _Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *how);
 void weft__stats_retire(struct weft_rt *rt);
 
-/* Testing knobs (also read from the environment, see docs/testing.md). */
-extern int weft__test_guard_mode;        /* enum weft__guard_kind, -1: none forced */
-
 #endif

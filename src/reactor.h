@@ -3,7 +3,9 @@
  * A reactor is the one place a worker blocks: it waits for descriptor
  * readiness, for a wake-up from another thread, or for a timeout (the next
  * timer), whichever comes first. The contract is kept as small as Redis'
- * ae backends so a platform is added by adding one file:
+ * ae backends so a readiness backend is added by adding one file (a new
+ * platform needs more than that: futexes, signalfd, stack guards and
+ * fault handling are Linux code elsewhere in src/):
  *
  *   open   make the backend state and its cross-thread wake-up channel
  *   close  release it (descriptors it watched are not closed)
@@ -23,8 +25,9 @@
  * while another polls (a descriptor newly watched is seen by the poll in
  * progress, or that poll returns so the next one sees it).
  *
- * Backends: reactor_epoll.c (Linux default), reactor_poll.c (portable
- * fallback, also tested on Linux), reactor_iocp.c (Windows).
+ * Backends: reactor_epoll.c (Linux default) and reactor_poll.c (portable
+ * fallback, also tested on Linux). There is no Windows backend yet: an
+ * IOCP one is planned (docs/architecture.md, "Not built yet").
  */
 #ifndef WEFT_REACTOR_H
 #define WEFT_REACTOR_H

@@ -1,7 +1,10 @@
 /* check_runtime.c - configuration, weft_run() life cycle, weft_post() from
- * other threads, weft_runtime(), statistics, weft_dump() and
- * weft_strerror(). */
+ * other threads, weft_runtime(), statistics, weft_dump(),
+ * weft_strerror(), and the several-worker scheduler's duties (stealing,
+ * the injector's turn, one worker per CPU). */
 #include "testutil.h"
+
+#include "internal.h"   /* the workers and the scheduler behind them */
 
 #include <errno.h>
 #include <pthread.h>
@@ -763,6 +766,326 @@ START_TEST(pin_keeps_a_fiber_on_its_thread)
 }
 END_TEST
 
+/* ------------------------------------------ the scheduler's own duties */
+
+/* WEFT_TEST_MIGRATE=1 (the runtime_migrate entry) sends every runnable
+ * fiber through the injector instead of its worker's ring: nothing would
+ * be left to steal, and no worker's own queue would keep it from the
+ * injector. The tests of those paths run without it. */
+static void run_unmigrated(const weft_config *c, void (*body)(void *), void *arg)
+{
+    const char *m = getenv("WEFT_TEST_MIGRATE");
+    char *saved = m ? strdup(m) : NULL;
+    unsetenv("WEFT_TEST_MIGRATE");
+    run_in_runtime(c, body, arg);
+    if (saved) {
+        setenv("WEFT_TEST_MIGRATE", saved, 1);
+        free(saved);
+    }
+}
+
+/* The worker the calling fiber runs on at this moment. */
+static unsigned worker_index(void) { return weft__worker()->index; }
+
+static void spin_a_little(void)
+{
+    for (volatile int k = 0; k < 2000; k++)
+        ;
+}
+
+/* Stealing: one fiber spawns busy fibers on its own worker, fewer than a
+ * ring holds (so no overflow moves any of them to the injector); only a
+ * steal by the idle worker can get some of them onto it. */
+#define STEAL_FIBERS 64
+_Static_assert(STEAL_FIBERS < WEFT__RQ_SIZE, "the spawner's ring must not overflow");
+
+struct steal_run { _Atomic long on[2]; _Atomic int both; uint64_t steals_before, steals_after; };
+
+static void *steal_busy(void *p)
+{
+    struct steal_run *s = p;
+    int64_t end = weft_now() + 5000 * 1000000LL;   /* gives up: the test fails, never hangs */
+    for (int i = 0; i < 20 || (!atomic_load(&s->both) && weft_now() < end); i++) {
+        atomic_fetch_add(&s->on[worker_index()], 1);
+        if (atomic_load(&s->on[0]) && atomic_load(&s->on[1]))
+            atomic_store(&s->both, 1);
+        spin_a_little();
+        weft_yield();
+    }
+    return NULL;
+}
+
+static uint64_t steals_so_far(void)
+{
+    uint64_t n = 0;
+    weft_worker_stats ws;
+    for (int i = 0; weft_worker_stats_get(i, &ws) == 0; i++)
+        n += ws.steals;
+    return n;
+}
+
+static void body_steal(void *p)
+{
+    struct steal_run *s = p;
+    s->steals_before = steals_so_far();
+    weft_fiber *f[STEAL_FIBERS];
+    for (int i = 0; i < STEAL_FIBERS; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, steal_busy, s), 0);
+    for (int i = 0; i < STEAL_FIBERS; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    s->steals_after = steals_so_far();
+}
+
+START_TEST(idle_worker_steals)
+{
+    struct steal_run s = { { 0, 0 }, 0, 0, 0 };
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 2;
+    weft_stats a, b;
+    weft_stats_get(&a);
+    run_unmigrated(&c, body_steal, &s);
+    weft_stats_get(&b);
+    ck_assert_msg(atomic_load(&s.on[0]) > 0 && atomic_load(&s.on[1]) > 0,
+                  "busy fibers ran %ld times on worker 0, %ld on worker 1",
+                  atomic_load(&s.on[0]), atomic_load(&s.on[1]));
+    ck_assert_msg(s.steals_after > s.steals_before, "no steal counted (%llu before, %llu after)",
+                  (unsigned long long)s.steals_before, (unsigned long long)s.steals_after);
+    ck_assert_uint_gt(b.steals, a.steals);     /* and the process-wide counter */
+}
+END_TEST
+
+/* The injector's turn: with every worker kept busy by fibers that only
+ * yield (so no worker's own queue is ever empty and none goes looking for
+ * work), a fiber that a plain thread wakes goes to the injector, and must
+ * still run within a bounded number of switches, well before the yielders
+ * give up. sched.c looks at the injector every INJECTOR_TICKS (61)
+ * switches of each worker; 4 * 61 leaves room for the scheduler's own
+ * entries (a jump in and out counts two) and for the worker that missed
+ * its turn by a hair. */
+#define INJ_SWITCH_BOUND (4 * 61)
+
+struct inj_run {
+    weft_rt *rt;
+    struct weft__fiber *_Atomic parked;
+    _Atomic int pinned[2];          /* yielders pinned to each worker (at most 2) */
+    _Atomic int busy;               /* every worker has one: the thread may wake */
+    _Atomic int ran;                /* the woken fiber has run */
+    _Atomic int gave_up;            /* a yielder stopped at its deadline first */
+    _Atomic int quit;               /* the runtime gave up: the waker too */
+    _Atomic int waker_done;         /* the waker no longer reads the runtime */
+    _Atomic int64_t woken_sw, ran_sw;  /* the workers' switches after the wake, when it ran */
+    _Atomic int64_t woken_at, ran_at;
+    int park_result;
+};
+
+static int64_t switches_sum(weft_rt *rt)
+{
+    int64_t n = 0;
+    for (unsigned i = 0; i < rt->nworkers; i++)
+        n += (int64_t)atomic_load_explicit(&rt->ws[i]->n_switches, memory_order_relaxed);
+    return n;
+}
+
+/* Parks as internal callers do, with nothing but weft__wake() (or a
+ * cancellation) to end the wait: no lock, no deadline, no unlink. */
+static void *inj_parked(void *p)
+{
+    struct inj_run *r = p;
+    struct weft__worker *w = weft__worker();
+    struct weft__fiber *self = weft__self(w);
+    self->wait.kind = WEFT__W_SLEEP;
+    atomic_store(&r->parked, self);
+    r->park_result = weft__park(w, self, WEFT_FOREVER, NULL);
+    atomic_store(&r->ran_sw, switches_sum(r->rt));
+    atomic_store(&r->ran_at, weft_now());
+    atomic_store(&r->ran, 1);
+    return NULL;
+}
+
+/* Pins itself to the first worker it runs on that has fewer than two
+ * yielders, then yields until the woken fiber has run (or 2 s after every
+ * worker got busy). A spare one keeps yielding unpinned, where an idle
+ * worker can steal it, until every worker has its yielder, then leaves. */
+static void *inj_yielder(void *p)
+{
+    struct inj_run *r = p;
+    int64_t end = weft_now() + 10000 * 1000000LL;     /* never hangs */
+    int64_t busy_end = 0;
+    bool pinned = false;
+    while (!atomic_load(&r->ran) && weft_now() < end) {
+        if (!pinned) {
+            unsigned i = worker_index();
+            if (atomic_fetch_add(&r->pinned[i], 1) < 2) {
+                weft_pin(1);        /* no switch since the index was read */
+                pinned = true;
+            } else {
+                atomic_fetch_sub(&r->pinned[i], 1);
+                if (atomic_load(&r->busy))
+                    return NULL;
+            }
+        }
+        if (pinned && atomic_load(&r->busy)) {
+            if (!busy_end)
+                busy_end = weft_now() + 2000 * 1000000LL;
+            else if (weft_now() >= busy_end)
+                break;
+        }
+        weft_yield();
+    }
+    if (pinned && !atomic_load(&r->ran))
+        atomic_store(&r->gave_up, 1);
+    return NULL;
+}
+
+/* Wakes the parked fiber once every worker is busy. It reads the workers'
+ * counters, so the runtime waits for it to be done before it ends. */
+static void *inj_wake(struct inj_run *r)
+{
+    struct timespec ms = { 0, 1000000L };
+    int64_t end = weft_now() + 20000 * 1000000LL;
+    while (!atomic_load(&r->busy) || !atomic_load(&r->parked)) {
+        if (weft_now() >= end || atomic_load(&r->quit))
+            return (void *)1;
+        nanosleep(&ms, NULL);
+    }
+    /* Not a worker: weft__wake() hands the fiber to the injector. */
+    while (!weft__wake(atomic_load(&r->parked), 0)) {
+        if (weft_now() >= end)
+            return (void *)2;
+        sched_yield();
+    }
+    /* Read after the wake: a count that starts late can only be smaller. */
+    atomic_store(&r->woken_sw, switches_sum(r->rt));
+    atomic_store(&r->woken_at, weft_now());
+    return NULL;
+}
+
+static void *inj_waker(void *p)
+{
+    struct inj_run *r = p;
+    void *res = inj_wake(r);
+    atomic_store(&r->waker_done, 1);
+    return res;
+}
+
+#define INJ_YIELDERS 8
+
+static void body_injector(void *p)
+{
+    struct inj_run *r = p;
+    r->rt = weft_runtime();
+    ck_assert_uint_eq(r->rt->nworkers, 2);
+    weft_fiber *parked, *y[INJ_YIELDERS];
+    ck_assert_int_eq(weft_spawn(&parked, NULL, inj_parked, r), 0);
+    for (int i = 0; i < INJ_YIELDERS; i++)
+        ck_assert_int_eq(weft_spawn(&y[i], NULL, inj_yielder, r), 0);
+    int64_t end = weft_now() + 5000 * 1000000LL;
+    while ((atomic_load(&r->pinned[0]) == 0 || atomic_load(&r->pinned[1]) == 0) &&
+           weft_now() < end)
+        weft_sleep_ms(1);
+    bool busy = atomic_load(&r->pinned[0]) > 0 && atomic_load(&r->pinned[1]) > 0;
+    if (busy) {
+        atomic_store(&r->busy, 1);
+        /* main parks in a join: it wakes no one on a timer meanwhile. */
+        ck_assert_int_eq(weft_join(parked, NULL, WEFT_FOREVER), 0);
+    } else {
+        atomic_store(&r->quit, 1);
+    }
+    while (!atomic_load(&r->waker_done))
+        weft_sleep_ms(1);
+    if (!busy) {
+        weft_cancel(parked);
+        ck_assert_int_eq(weft_join(parked, NULL, WEFT_FOREVER), 0);
+    }
+    for (int i = 0; i < INJ_YIELDERS; i++)
+        ck_assert_int_eq(weft_join(y[i], NULL, WEFT_FOREVER), 0);
+    ck_assert_msg(busy, "the yielders did not reach both workers in 5 s");
+}
+
+START_TEST(injector_served_while_workers_busy)
+{
+    struct inj_run r;
+    memset(&r, 0, sizeof r);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, inj_waker, &r), 0);
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 2;
+    run_unmigrated(&c, body_injector, &r);
+    void *res;
+    pthread_join(th, &res);
+    ck_assert_ptr_null(res);
+    ck_assert_int_eq(atomic_load(&r.ran), 1);
+    ck_assert_int_eq(r.park_result, 0);
+    int64_t sw = atomic_load(&r.ran_sw) - atomic_load(&r.woken_sw);
+    int64_t late_ms = (atomic_load(&r.ran_at) - atomic_load(&r.woken_at)) / 1000000;
+    ck_assert_msg(!atomic_load(&r.gave_up),
+                  "the woken fiber waited for the yielders to give up (%lld switches, %lld ms)",
+                  (long long)sw, (long long)late_ms);
+    ck_assert_msg(sw <= INJ_SWITCH_BOUND, "the woken fiber ran %lld switches (%lld ms) after the wake",
+                  (long long)sw, (long long)late_ms);
+}
+END_TEST
+
+/* workers = 0: one worker per online CPU, each a thread that runs fibers.
+ * Busy fibers spawned on one worker spread by stealing until every worker
+ * has run one. */
+struct percpu { unsigned n; _Atomic unsigned seen; _Atomic long *tid; };
+
+static void *percpu_busy(void *p)
+{
+    struct percpu *pc = p;
+    int64_t end = weft_now() + 5000 * 1000000LL;
+    while (atomic_load(&pc->seen) < pc->n && weft_now() < end) {
+        long expect = 0;
+        if (atomic_compare_exchange_strong(&pc->tid[worker_index()], &expect, tid()))
+            atomic_fetch_add(&pc->seen, 1);
+        spin_a_little();
+        weft_yield();
+    }
+    return NULL;
+}
+
+static void body_percpu(void *p)
+{
+    struct percpu *pc = p;
+    weft_rt *rt = weft_runtime();
+    ck_assert_uint_eq(rt->nworkers, pc->n);
+    weft_worker_stats ws;
+    ck_assert_int_eq(weft_worker_stats_get((int)pc->n - 1, &ws), 0);
+    ck_assert_int_eq(weft_worker_stats_get((int)pc->n, &ws), -EINVAL);
+    unsigned nf = 4 * pc->n;
+    weft_fiber **f = calloc(nf, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    for (unsigned i = 0; i < nf; i++)
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, percpu_busy, pc), 0);
+    for (unsigned i = 0; i < nf; i++)
+        ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    free(f);
+}
+
+START_TEST(zero_workers_means_one_per_cpu)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_int_gt(ncpu, 0);
+    if (ncpu > WEFT__WORKERS_MAX)
+        return;     /* more CPUs than a runtime takes workers */
+    struct percpu pc = { (unsigned)ncpu, 0, calloc((size_t)ncpu, sizeof(long)) };
+    ck_assert_ptr_nonnull(pc.tid);
+    weft_config c;
+    weft_config_init(&c);
+    c.workers = 0;
+    run_unmigrated(&c, body_percpu, &pc);
+    ck_assert_msg(atomic_load(&pc.seen) == pc.n, "fibers ran on %u of %u workers",
+                  atomic_load(&pc.seen), pc.n);
+    for (unsigned i = 0; i < pc.n; i++)
+        for (unsigned k = 0; k < i; k++)
+            ck_assert_msg(pc.tid[i] != pc.tid[k], "workers %u and %u share a thread", k, i);
+    free(pc.tid);
+}
+END_TEST
+
 START_TEST(worker_stats_per_worker)
 {
     run_in_runtime(NULL, body_worker_stats, NULL);
@@ -810,6 +1133,9 @@ int main(void)
     tcase_add_test(tc, post_flood_from_ten_threads);
     tcase_add_test(tc, busy_workers_still_see_io);
     tcase_add_test(tc, pin_keeps_a_fiber_on_its_thread);
+    tcase_add_test(tc, idle_worker_steals);
+    tcase_add_test(tc, injector_served_while_workers_busy);
+    tcase_add_test(tc, zero_workers_means_one_per_cpu);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -944,9 +944,9 @@ END_TEST
  *
  * Many fibers hammer one object and the totals are checked at the end.
  * With one worker they check the single-worker paths under heavy
- * interleaving (yields inside critical sections); with two, once the
- * multi-worker scheduler runs them, they catch missing locks, lost
- * wake-ups and broken hand-offs. Counters touched outside a weft lock are
+ * interleaving (yields inside critical sections); with two (the sync_mt
+ * and sync_migrate runs) they catch missing locks, lost wake-ups and
+ * broken hand-offs. Counters touched outside a weft lock are
  * atomics; the ones guarded by a weft mutex are plain on purpose. */
 
 #include <stdatomic.h>
