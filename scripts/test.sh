@@ -13,14 +13,19 @@
 #      tests, and the core suites on each stack-guard path (mprotect guards,
 #      canaries) forced with WEFT_TEST_GUARD;
 #   9. tsan: clang under ThreadSanitizer, the multi-worker runs of every
-#      suite (ctest label "mt": two workers, and two with migration).
+#      suite (ctest label "mt": two workers, and two with migration), then
+#      check_race and the stress suites under chaos mode;
+#  10. chaos: a build with the preemption points (WEFT_CHAOS, src/chaos.h):
+#      check_race drives each known interleaving, then the suites run with
+#      2 and 4 workers while a seeded share of the points is delayed. The
+#      seed is printed; WEFT_CHAOS_SEED=N replays a run.
 # Every stage but valgrind runs each suite with one worker and, as
 # <suite>_mt and <suite>_migrate, with two.
-# Stages can be picked: scripts/test.sh release asan valgrind consumer fault fuzz soak matrix tsan
+# Stages can be picked: scripts/test.sh release chaos asan valgrind consumer fault fuzz soak matrix tsan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-stages=${*:-release asan tsan valgrind consumer fault fuzz soak matrix}
+stages=${*:-release chaos asan tsan valgrind consumer fault fuzz soak matrix}
 scripts/deps.sh clang libclang-rt-14-dev valgrind gdb redis-server libhiredis-dev
 jobs=2
 say() { printf '\n== %s\n' "$*"; }
@@ -32,8 +37,26 @@ build() { # dir, cmake args...
     cmake --build "$dir" -j"$jobs"
 }
 
+# The suites chaos mode shakes: everything that runs on several workers.
+chaos_suites='^(fiber|time|runtime|sync|chan|group|io|net|offload|signal|race)$'
+chaos_seed=${WEFT_CHAOS_SEED:-$(date +%s)}
+
 for stage in $stages; do
 case $stage in
+chaos)
+    say "chaos: check_race, then the suites with 2 and 4 workers, seed $chaos_seed (WEFT_CHAOS_SEED=$chaos_seed replays it)"
+    build build/chaos -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc -DWEFT_CHAOS=ON \
+        -DWEFT_FAULT_INJECTION=ON -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
+    (cd build/chaos && ctest --output-on-failure -L chaos)
+    for n in 2 4; do
+        say "chaos: $n workers, WEFT_CHAOS=$chaos_seed:100"
+        (cd build/chaos && WEFT_CHAOS=$chaos_seed:100 WEFT_WORKERS=$n WEFT_TEST_QUICK=1 \
+            ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
+    done
+    say "chaos: 2 workers with migration, WEFT_CHAOS=$chaos_seed:30"
+    (cd build/chaos && WEFT_CHAOS=$chaos_seed:30 WEFT_WORKERS=2 WEFT_TEST_MIGRATE=1 WEFT_TEST_QUICK=1 \
+        ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
+    ;;
 matrix)
     say "clang release and gcc debug builds (-Werror) and their tests"
     build build/clang-release -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang
@@ -68,13 +91,19 @@ asan)
 tsan)
     say "clang -Werror, TSan, the multi-worker runs of every suite"
     build build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-        -DWEFT_SANITIZE=thread -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF
+        -DWEFT_SANITIZE=thread -DWEFT_BUILD_EXAMPLES=OFF -DWEFT_BUILD_BENCH=OFF \
+        -DWEFT_CHAOS=ON -DWEFT_FAULT_INJECTION=ON
     # The hook suite is left out: TSan's own interceptors sit where the
     # hook's do. halt_on_error turns any report into a failed test. The
     # randomized stress runs are shortened (WEFT_TEST_QUICK): under TSan
     # with migration on every switch the full mutex stress takes minutes.
     (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_TEST_QUICK=1 \
         ctest -j"$jobs" --output-on-failure -L mt -E '^hook')
+    say "TSan under chaos: check_race, then the suites with 4 workers, WEFT_CHAOS=$chaos_seed:50"
+    (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CK_FORK=no \
+        ctest --output-on-failure -L chaos)
+    (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_TEST_QUICK=1 \
+        WEFT_CHAOS=$chaos_seed:50 WEFT_WORKERS=4 ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
     ;;
 valgrind)
     say "valgrind (memcheck) over every single-worker suite"

@@ -87,6 +87,14 @@ void weft__stack_force_guard(int kind) { atomic_store(&forced_kind, kind); }
 
 void weft__stack_set_map_budget(long entries) { atomic_store(&map_budget, entries); }
 
+/* A pool's counts are read by weft_stats_get() from any thread, without
+ * the pool's lock when the runtime has one worker (it has none then):
+ * stored as relaxed atomics, they are only ever written by the owner. */
+static inline void set_count(size_t *c, size_t v)
+{
+    __atomic_store_n(c, v, __ATOMIC_RELAXED);
+}
+
 static long read_long_file(const char *path)
 {
     char buf[64];
@@ -286,9 +294,9 @@ static int chunk_add(struct weft__pool *p, size_t n)
     memmove(p->free + c->nslots, p->free, p->nfree * sizeof *p->free);
     for (size_t i = 0; i < c->nslots; i++)
         p->free[i] = &c->slot[c->nslots - 1 - i];
-    p->nfree += c->nslots;
+    set_count(&p->nfree, p->nfree + c->nslots);
     p->ncold += c->nslots;
-    p->total += c->nslots;
+    set_count(&p->total, p->total + c->nslots);
     return 0;
 }
 
@@ -340,7 +348,8 @@ int weft__stack_get(struct weft__pool *p, struct weft__stack **out)
         if (p->next_chunk < MAX_CHUNK)
             p->next_chunk *= 2;
     }
-    struct weft__stack *s = p->free[--p->nfree];
+    set_count(&p->nfree, p->nfree - 1);
+    struct weft__stack *s = p->free[p->nfree];
     if (p->nfree < p->ncold)
         p->ncold = p->nfree;
     if (p->nfree < p->low_water)
@@ -383,7 +392,8 @@ void weft__stack_put(struct weft__pool *p, struct weft__stack *s)
         (void)madvise(s->lo, s->size, MADV_DONTNEED);
     }
     s->in_use = 0;
-    p->free[p->nfree++] = s;
+    p->free[p->nfree] = s;
+    set_count(&p->nfree, p->nfree + 1);
 }
 
 size_t weft__pool_trim(struct weft__pool *p)

@@ -2,8 +2,8 @@
  * (src/offload.c): results come back, the work runs on another thread
  * while the worker keeps running fibers, the pool respects its limit,
  * grows on demand and retires idle helpers, cancellation semantics,
- * error paths, and many fibers offloading at once (also with two workers,
- * skipped while the runtime answers -ENOTSUP).
+ * error paths, and many fibers offloading at once (with one worker and
+ * with two).
  */
 #include "testutil.h"
 
@@ -227,10 +227,6 @@ static void run_each_worker_count(void (*body)(void *), void *arg)
         weft_config_init(&cfg);
         cfg.workers = worker_counts[i];
         int r = weft_run(&cfg, body, arg);
-        if (r == -ENOTSUP) {
-            printf("skipped with %d workers: the runtime says -ENOTSUP\n", worker_counts[i]);
-            continue;
-        }
         ck_assert_msg(r == 0, "weft_run(workers=%d): %s", worker_counts[i], weft_strerror(r));
     }
 }

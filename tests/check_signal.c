@@ -266,10 +266,6 @@ START_TEST(test_pinned_workers)
         cfg.workers = counts[i];
         int n = counts[i];
         int r = weft_run(&cfg, body_workers, &n);
-        if (r == -ENOTSUP) {
-            printf("skipped with %d workers: the runtime says -ENOTSUP\n", counts[i]);
-            continue;
-        }
         ck_assert_msg(r == 0, "weft_run(workers=%d): %s", counts[i], weft_strerror(r));
     }
 }
