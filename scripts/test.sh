@@ -99,11 +99,13 @@ tsan)
     # with migration on every switch the full mutex stress takes minutes.
     (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_TEST_QUICK=1 \
         ctest -j"$jobs" --output-on-failure -L mt -E '^hook')
-    say "TSan under chaos: check_race, then the suites with 4 workers, WEFT_CHAOS=$chaos_seed:50"
+    say "TSan under chaos: check_race, then the suites with 2 and 4 workers, WEFT_CHAOS=$chaos_seed:50"
     (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CK_FORK=no \
         ctest --output-on-failure -L chaos)
-    (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_TEST_QUICK=1 \
-        WEFT_CHAOS=$chaos_seed:50 WEFT_WORKERS=4 ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
+    for n in 2 4; do
+        (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 WEFT_TEST_QUICK=1 \
+            WEFT_CHAOS=$chaos_seed:50 WEFT_WORKERS=$n ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
+    done
     ;;
 valgrind)
     say "valgrind (memcheck) over every single-worker suite"
