@@ -14,7 +14,7 @@
  * parked to read and to write (two circular lists of waiter nodes that live
  * on the parked fibers' stacks), a generation that changes whenever weft
  * learns the number now names another descriptor, a state word (flags:
- * initialised, socket, stream, registered with an edge-triggered reactor,
+ * initialised, socket, TCP, registered with an edge-triggered reactor,
  * the two readiness hints; and a report sequence, see below) and a lock.
  *
  * Locking (several workers). Each entry has a weft__lockword, taken with
@@ -44,21 +44,30 @@
  * trying the syscall". They start set, are cleared on EAGAIN, and are set
  * again whenever the reactor reports the direction. A straight-line loop
  * (read, write, read, ...) would otherwise pay a read that fails with EAGAIN
- * before every park. On a stream socket (TCP, Unix stream) a read that
- * returns fewer bytes than asked has emptied the receive queue at that
- * instant, so E_RD is cleared then too and the next read parks without
+ * before every park. On a TCP socket a read that returns fewer bytes than
+ * asked has emptied the receive queue at that instant (but see urgent data
+ * below), so E_RD is cleared then too and the next read parks without
  * trying. That is safe because:
  *  - edge-triggered epoll queues an event for every segment that arrives
  *    after the read (ep_poll_callback runs on each sk_data_ready), and one
  *    that arrived before the read but after the last report is still on
  *    epoll's ready list; either way the parked reader is woken;
  *  - level-triggered poll reports whatever is queued when the fiber parks;
- *  - it is never applied to datagram or seqpacket sockets (one message per
- *    read: a short read says nothing about the queue) nor to pipes, ttys or
- *    anything that is not a stream socket;
- *  - TCP stops a read short at the urgent mark with data still queued; the
- *    backends report pending out-of-band data (WEFT__IO_URGENT) and the
- *    descriptor then loses the optimisation for good;
+ *  - it is applied to TCP only: a SOCK_STREAM socket whose protocol is
+ *    IPPROTO_TCP (fd_init asks SO_PROTOCOL once; net.c's sockets and
+ *    accepted ones are flagged when made, at no syscall). Never to
+ *    datagram or seqpacket sockets (one message per read: a short read
+ *    says nothing about the queue), nor to Unix stream sockets, whose
+ *    reads also stop with data queued (after an skb that carried
+ *    SCM_RIGHTS, and with SO_PASSCRED between two writers' data), nor to
+ *    other stream protocols (SCTP's one-to-one sockets read one message
+ *    at a time; MPTCP is not trusted blindly), pipes, ttys or files;
+ *  - TCP stops a read short at the urgent mark with data still queued. The
+ *    backends request EPOLLPRI/POLLPRI with every read interest and report
+ *    pending urgent data as WEFT__IO_URGENT, and the descriptor then loses
+ *    the optimisation for good (E_NOOPT). The report comes with the
+ *    wake-up for the burst that holds the urgent byte, so it is in the
+ *    state word before the woken reader's short read is judged;
  *  - a past deadline ignores the hints and tries the syscall once, as the
  *    API promises.
  * With several workers a report can be processed by another worker while a
@@ -111,6 +120,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -137,7 +147,7 @@
 enum {
     E_INIT   = 1u << 0,  /* non-blocking set, type probed */
     E_SOCK   = 1u << 1,  /* a socket: send/recv with MSG_DONTWAIT|MSG_NOSIGNAL */
-    E_STREAM = 1u << 2,  /* a stream socket: short read means drained */
+    E_TCP    = 1u << 2,  /* a TCP socket: short read means drained */
     E_REG    = 1u << 3,  /* registered with an edge-triggered reactor */
     E_RD     = 1u << 4,  /* a read may succeed: try before parking */
     E_WR     = 1u << 5,  /* a write may succeed */
@@ -323,8 +333,13 @@ static int fd_init(struct weft__worker *w, struct fdent *e, int fd)
     socklen_t len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
         f |= E_SOCK;
-        if (type == SOCK_STREAM)
-            f |= E_STREAM;
+        /* Only TCP may take a short read for "drained" (see the top of
+         * the file); a stream socket costs one more getsockopt, once. */
+        int proto = 0;
+        len = sizeof proto;
+        if (type == SOCK_STREAM &&
+            getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP)
+            f |= E_TCP;
     }
     weft__lock(w, &e->lock);
     uint32_t s = st_load(e);
@@ -468,7 +483,7 @@ void weft__io_adopt(struct weft__worker *w, int fd, int flags)
         return;             /* the first call on fd will build the entry */
     uint32_t keep = E_INIT | E_RD | E_WR |
                     ((flags & WEFT__IO_SOCK) ? E_SOCK : 0) |
-                    ((flags & WEFT__IO_STREAM) ? E_STREAM : 0);
+                    ((flags & WEFT__IO_TCP) ? E_TCP : 0);
     weft__lock(w, &e->lock);
     ent_reset(w, e, fd, keep);
     weft__unlock(w, &e->lock);
@@ -791,7 +806,7 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
     if (r < 0)
         return r;
     size_t want = op == OP_READV ? iov_total(a->iov, a->cnt) : a->len;
-    /* Only plain reads of a stream socket may conclude "drained". */
+    /* Only plain reads of a TCP socket may conclude "drained". */
     int may_drain = (op == OP_READ || op == OP_READV ||
                      (op == OP_RECV && !(a->flags & (MSG_PEEK | MSG_OOB))));
     uint32_t gen = gen_load(e);
@@ -801,7 +816,7 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
         if (force || (s & E_RD) || past(deadline)) {
             ssize_t n = do_read(op, s & E_SOCK, fd, a);
             if (n > 0) {
-                if ((size_t)n < want && may_drain && (s & (E_STREAM | E_NOOPT)) == E_STREAM) {
+                if ((size_t)n < want && may_drain && (s & (E_TCP | E_NOOPT)) == E_TCP) {
                     WEFT__PP(WEFT__PP_DRAINED_READ, (intptr_t)fd);
                     hint_clear(w, e, E_RD, s);
                 }
@@ -1057,8 +1072,9 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
             force = true;
             int fd = WEFT__FI(WEFT__FS_ACCEPT, -1, weft__sys_accept4(lfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
             if (fd >= 0) {
-                int stream = (s & E_STREAM) ? WEFT__IO_STREAM : 0;
-                weft__io_adopt(w, fd, WEFT__IO_SOCK | stream);
+                /* The listener's protocol is the connection's. */
+                int tcp = (s & E_TCP) ? WEFT__IO_TCP : 0;
+                weft__io_adopt(w, fd, WEFT__IO_SOCK | tcp);
                 return fd;
             }
             int err = errno;

@@ -504,6 +504,142 @@ START_TEST(test_urgent_data)
 }
 END_TEST
 
+/* What the test above cannot see: the reader has already parked on the
+ * socket (so it is registered with the reactor) when "abc", an urgent byte
+ * and "defg" arrive together, before the reactor looks again. The wake-up
+ * reports them in one go; the read stops at the urgent mark and returns
+ * "abc" with "defg" still queued, and no later segment will come to wake a
+ * reader that took that short read for "drained". So the next read, with a
+ * deadline well short of the epoll sweep, must return "defg" at once. With
+ * one worker the order is certain: the sender is a fiber that makes its
+ * three sends without yielding, so they all precede the next poll. */
+struct burst { int fd; int kind; };
+enum { BURST_URGENT, BURST_RIGHTS, BURST_CREDS };
+static const char *burst_name[] = { "urgent byte", "SCM_RIGHTS", "two writers" };
+
+static void *burst_sender(void *arg)
+{
+    struct burst *b = arg;
+    switch (b->kind) {
+    case BURST_URGENT:
+        ck_assert_int_eq(send(b->fd, "abc", 3, 0), 3);
+        ck_assert_int_eq(send(b->fd, "U", 1, MSG_OOB), 1);
+        ck_assert_int_eq(send(b->fd, "defg", 4, 0), 4);
+        break;
+    case BURST_RIGHTS: {
+        /* "abc" carries a descriptor: a Unix stream read stops after it. */
+        union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int))]; } ctl;
+        memset(&ctl, 0, sizeof ctl);
+        struct iovec v = { (void *)"abc", 3 };
+        struct msghdr m = { .msg_iov = &v, .msg_iovlen = 1,
+                            .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        int passed = b->fd;
+        memcpy(CMSG_DATA(c), &passed, sizeof passed);
+        ck_assert_int_eq(sendmsg(b->fd, &m, 0), 3);
+        ck_assert_int_eq(send(b->fd, "defg", 4, 0), 4);
+        break;
+    }
+    default: {
+        /* With SO_PASSCRED on the reader, a Unix stream read never joins
+         * data from two writers: "defg" comes from a child process. The
+         * parent waits for it without yielding. */
+        ck_assert_int_eq(send(b->fd, "abc", 3, 0), 3);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0)
+            _exit(send(b->fd, "defg", 4, 0) == 4 ? 0 : 1);
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        break;
+    }
+    }
+    return NULL;
+}
+
+/* rd: the reading end, wr: the sending end, of a connected stream pair. */
+static void burst_after_park(int rd, int wr, int kind)
+{
+    struct burst b = { wr, kind };
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, NULL, burst_sender, &b), 0);
+    char buf[64];
+    /* Nothing queued yet: this read parks (and registers rd) first. */
+    ssize_t n = weft_read(rd, buf, sizeof buf, weft_deadline_ms(2000));
+    ck_assert_msg(n == 3 && memcmp(buf, "abc", 3) == 0, "%s: first read: %zd (%s)",
+                  burst_name[kind], n, n < 0 ? weft_strerror((int)n) : "not abc");
+    n = weft_read(rd, buf, sizeof buf, weft_deadline_ms(500));
+    ck_assert_msg(n == 4 && memcmp(buf, "defg", 4) == 0,
+                  "%s: the read after the stop: %zd (%s)", burst_name[kind], n,
+                  n < 0 ? weft_strerror((int)n) : "not defg");
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+}
+
+static void body_urgent_parked(void *arg)
+{
+    (void)arg;
+    int a, b;
+    tcp_pair(&a, &b);
+    /* Nagle must not hold "defg" back for a later segment (a new edge). */
+    int one = 1;
+    ck_assert_int_eq(setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+    burst_after_park(b, a, BURST_URGENT);
+    weft_close(a);
+    weft_close(b);
+}
+
+START_TEST(test_urgent_after_park)
+{
+    FOR_WORKERS(body_urgent_parked, NULL);
+}
+END_TEST
+
+/* A Unix stream read also stops short with data queued: after an skb that
+ * carried SCM_RIGHTS, and (with SO_PASSCRED) between two writers. So the
+ * drained-read optimisation must never apply to Unix stream sockets. Both
+ * socketpair (probed on first use) and weft_unix_* sockets (adopted by
+ * net.c) are checked. */
+static void body_unix_stops(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    burst_after_park(sv[1], sv[0], BURST_RIGHTS);
+    weft_close(sv[0]);
+    weft_close(sv[1]);
+
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int one = 1;
+    ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one), 0);
+    burst_after_park(sv[1], sv[0], BURST_CREDS);
+    weft_close(sv[0]);
+    weft_close(sv[1]);
+
+    char path[64];
+    snprintf(path, sizeof path, "@weft-io-stops-%d", (int)getpid());
+    int lfd = weft_unix_listen(path, 4);
+    ck_assert_int_ge(lfd, 0);
+    int c = weft_unix_connect(path, weft_deadline_ms(2000));
+    ck_assert_int_ge(c, 0);
+    int s = weft_accept(lfd, NULL, NULL, weft_deadline_ms(2000));
+    ck_assert_int_ge(s, 0);
+    burst_after_park(s, c, BURST_RIGHTS);   /* accepted: inherits the listener's flags */
+    burst_after_park(c, s, BURST_RIGHTS);   /* made by weft_unix_connect */
+    weft_close(s);
+    weft_close(c);
+    weft_close(lfd);
+}
+
+START_TEST(test_unix_stream_stops_short)
+{
+    FOR_WORKERS(body_unix_stops, NULL);
+}
+END_TEST
+
 static void body_vectored(void *arg)
 {
     (void)arg;
@@ -1549,6 +1685,8 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_pingpong_small_messages);
     tcase_add_test(tc, test_drained_hint);
     tcase_add_test(tc, test_urgent_data);
+    tcase_add_test(tc, test_urgent_after_park);
+    tcase_add_test(tc, test_unix_stream_stops_short);
     tcase_add_test(tc, test_vectored_and_flags);
     tcase_add_test(tc, test_deadline_50ms);
     tcase_add_test(tc, test_cancel_while_parked);
