@@ -83,6 +83,23 @@
  * same lock the report takes) or makes it retry. One worker never sees the
  * sequence move in that window, so nothing changes for it.
  *
+ * Deadlines. A call whose deadline has passed tries its syscall once,
+ * whatever the hints say, and returns -ETIMEDOUT only if it would block
+ * (without parking: there is nothing to wait for). A call whose park is
+ * ended by its deadline timer does the same: one last attempt, provided
+ * the number still names the descriptor it parked on (last_try()), and
+ * -ETIMEDOUT only if that would block too. Without it, data, a connection
+ * or room that arrived just before the timer fired would be reported as a
+ * timeout whenever the timer is seen before the reactor's report: the
+ * scheduler loop runs due timers before it looks at the reactor, and with
+ * several workers the report may be handled on another thread after the
+ * timer has already won the fiber. Channel and mutex hand-offs beat a
+ * timeout the same way. The last attempt's result is returned as it is:
+ * data, end of file, a connection, or an error such as -ECONNRESET; it is
+ * one more non-blocking syscall, paid only by calls that time out.
+ * Cancellation gets no last attempt: -ECANCELED leaves the data queued
+ * for whoever reads next.
+ *
  * Descriptors closed behind weft's back. weft_close() wakes the waiters
  * with -EBADF, deregisters and only then closes. A plain close() cannot be
  * seen, so: socket calls always pass MSG_DONTWAIT (a reused number that
@@ -735,6 +752,14 @@ static inline void hint_clear(struct weft__worker *w, struct fdent *e, uint32_t 
     weft__unlock(w, &e->lock);
 }
 
+/* A park ended by the deadline: the call makes one last attempt (see
+ * "Deadlines" at the top of the file), provided the number still names
+ * the descriptor it parked on. 0: try; -ETIMEDOUT: give up now. */
+static inline int last_try(struct weft__worker *w, struct fdent *e, int fd, uint32_t gen)
+{
+    return resume(w, e, fd, gen) < 0 ? -ETIMEDOUT : 0;
+}
+
 /* write(2)/writev(2) on a non-socket cannot take MSG_NOSIGNAL: block SIGPIPE
  * on this thread around the call and swallow the one it raised, so a
  * closed pipe gives -EPIPE instead of killing the process. */
@@ -811,6 +836,7 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
                      (op == OP_RECV && !(a->flags & (MSG_PEEK | MSG_OOB))));
     uint32_t gen = gen_load(e);
     bool force = false;     /* woken, or told to retry: try the syscall */
+    bool last = false;      /* the deadline ended the park: this try is the last */
     for (;;) {
         uint32_t s = st_load(e);    /* flags and report sequence, before the syscall */
         if (force || (s & E_RD) || past(deadline)) {
@@ -830,9 +856,19 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
                 continue;
             if (err != EAGAIN && err != EWOULDBLOCK)
                 return -err;
+            if (last || past(deadline)) {
+                hint_clear(w, e, E_RD, s);
+                return -ETIMEDOUT;
+            }
         }
         r = park_fd(w, self, e, fd, WEFT_READ, deadline, gen, s, E_RD, PK_CHECK);
         w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, fd, gen) < 0)
+                return -ETIMEDOUT;
+            last = force = true;
+            continue;
+        }
         if (r < 0)
             return r;
         if ((r = resume(w, e, fd, gen)) < 0)
@@ -889,6 +925,7 @@ static ssize_t write_op(enum wop op, int fd, const struct wr *a, int64_t deadlin
         return r;
     uint32_t gen = gen_load(e);
     bool force = false;     /* woken, or told to retry: try the syscall */
+    bool last = false;      /* the deadline ended the park: this try is the last */
     for (;;) {
         uint32_t s = st_load(e);    /* flags and report sequence, before the syscall */
         if (force || (s & E_WR) || past(deadline)) {
@@ -901,9 +938,19 @@ static ssize_t write_op(enum wop op, int fd, const struct wr *a, int64_t deadlin
                 continue;
             if (err != EAGAIN && err != EWOULDBLOCK)
                 return -err;
+            if (last || past(deadline)) {
+                hint_clear(w, e, E_WR, s);
+                return -ETIMEDOUT;
+            }
         }
         r = park_fd(w, self, e, fd, WEFT_WRITE, deadline, gen, s, E_WR, PK_CHECK);
         w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, fd, gen) < 0)
+                return -ETIMEDOUT;
+            last = force = true;
+            continue;
+        }
         if (r < 0)
             return r;
         if ((r = resume(w, e, fd, gen)) < 0)
@@ -925,6 +972,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     if (r < 0)
         return r;
     uint32_t gen = gen_load(e);
+    bool last = false;      /* the deadline ended the park: this look is the last */
     for (;;) {
         /* The hints cannot answer this: the caller does its own I/O, which
          * never tells io.c about EAGAIN. Ask the kernel (after loading the
@@ -950,10 +998,19 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         ready &= events;
         if (ready)
             return ready;
+        if (last || past(deadline))
+            return -ETIMEDOUT;
         r = park_fd(w, self, e, fd, events, deadline, gen, s, 0, PK_CHECK);
+        w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, fd, gen) < 0)
+                return -ETIMEDOUT;
+            last = true;
+            continue;
+        }
         if (r != 0)
             return r < 0 ? r : (r & events ? r & events : events);
-        w = self->w;    /* r == 0: not parked, a report came meanwhile */
+        /* r == 0: not parked, a report came meanwhile */
     }
 }
 
@@ -1066,6 +1123,7 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
     uint32_t gen = gen_load(e);
     int64_t pause = BACKOFF_MIN_NS;
     bool force = false;
+    bool last = false;      /* the deadline ended the park: this try is the last */
     for (;;) {
         uint32_t s = st_load(e);
         if (force || (s & E_RD) || past(deadline)) {
@@ -1105,9 +1163,20 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
             default:
                 return -err;
             }
+            /* EAGAIN */
+            if (last || past(deadline)) {
+                hint_clear(w, e, E_RD, s);
+                return -ETIMEDOUT;
+            }
         }
         r = park_fd(w, self, e, lfd, WEFT_READ, deadline, gen, s, E_RD, PK_CHECK);
         w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, lfd, gen) < 0)
+                return -ETIMEDOUT;
+            last = force = true;
+            continue;
+        }
         if (r < 0)
             return r;
         if ((r = resume(w, e, lfd, gen)) < 0)
@@ -1160,9 +1229,12 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
     for (;;) {
         r = park_fd(w, self, e, fd, WEFT_WRITE, deadline, gen, s, 0, PK_CHECK);
         w = self->w;
+        bool last = r == -ETIMEDOUT;    /* then the check below is the last */
+        if (last)
+            r = last_try(w, e, fd, gen);
+        else if (r >= 0)
+            r = resume(w, e, fd, gen);
         if (r < 0)
-            return r;
-        if ((r = resume(w, e, fd, gen)) < 0)
             return r;
         s = st_load(e);     /* before the check below: a later report retries the park */
         int soerr = 0;
@@ -1174,6 +1246,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
         struct pollfd p = { .fd = fd, .events = POLLOUT };
         if (weft__sys_poll0(&p, 1) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP)))
             return 0;
+        if (last)
+            return -ETIMEDOUT;
         /* A spurious wake-up: still connecting. */
     }
 }
