@@ -1214,6 +1214,98 @@ START_TEST(test_udp)
 }
 END_TEST
 
+/* Connected UDP over IP: connect(2) through weft_connect on two datagram
+ * sockets (one from weft_udp_bind, adopted by net.c; one from socket(2),
+ * probed on first use), then send/recv and write/read both ways, a recv
+ * that parks until the peer's datagram wakes it, a burst of datagrams
+ * read one by one, a stranger's datagram that the kernel filters out, and
+ * the error a connected socket gets once its peer is gone. */
+struct udp_peer { int fd; int count; };
+
+static void *udp_peer_send(void *arg)
+{
+    struct udp_peer *p = arg;
+    weft_sleep_ms(30);
+    /* count > 1: a burst, no yield between the sends */
+    for (int i = 0; i < p->count; i++) {
+        char d[5] = { 'l', 'a', 't', 'e', (char)('0' + i) };
+        ck_assert_int_eq(weft_send(p->fd, d, 5, 0, weft_deadline_ms(2000)), 5);
+    }
+    return NULL;
+}
+
+static void body_udp_connected(void *arg)
+{
+    (void)arg;
+    int u1 = weft_udp_bind("127.0.0.1:0");
+    ck_assert_int_ge(u1, 0);
+    int u2 = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(u2, 0);
+    struct sockaddr_in a1, a2;
+    memset(&a2, 0, sizeof a2);
+    a2.sin_family = AF_INET;
+    a2.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(u2, (struct sockaddr *)&a2, sizeof a2), 0);
+    socklen_t l = sizeof a1;
+    ck_assert_int_eq(getsockname(u1, (struct sockaddr *)&a1, &l), 0);
+    l = sizeof a2;
+    ck_assert_int_eq(getsockname(u2, (struct sockaddr *)&a2, &l), 0);
+    ck_assert_int_eq(weft_connect(u1, (struct sockaddr *)&a2, sizeof a2, weft_deadline_ms(2000)), 0);
+    ck_assert_int_eq(weft_connect(u2, (struct sockaddr *)&a1, sizeof a1, weft_deadline_ms(2000)), 0);
+
+    char buf[64];
+    ck_assert_int_eq(weft_send(u1, "ping", 4, 0, weft_deadline_ms(2000)), 4);
+    ck_assert_int_eq(weft_recv(u2, buf, sizeof buf, 0, weft_deadline_ms(2000)), 4);
+    ck_assert(memcmp(buf, "ping", 4) == 0);
+    ck_assert_int_eq(weft_write(u2, "pong!", 5, weft_deadline_ms(2000)), 5);
+    ck_assert_int_eq(weft_read(u1, buf, sizeof buf, weft_deadline_ms(2000)), 5);
+    ck_assert(memcmp(buf, "pong!", 5) == 0);
+    /* no address needed on a connected socket */
+    ck_assert_int_eq(weft_sendto(u1, "to", 2, 0, NULL, 0, weft_deadline_ms(2000)), 2);
+    ck_assert_int_eq(weft_recvfrom(u2, buf, sizeof buf, 0, NULL, NULL, weft_deadline_ms(2000)), 2);
+
+    /* Nothing is queued: the recv parks until the peer sends, 30 ms on. */
+    struct udp_peer p = { u2, 1 };
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, NULL, udp_peer_send, &p), 0);
+    int64_t t0 = weft_now();
+    ck_assert_int_eq(weft_recv(u1, buf, sizeof buf, 0, weft_deadline_ms(2000)), 5);
+    ck_assert(memcmp(buf, "late0", 5) == 0);
+    ck_assert_int_ge(elapsed_ms(t0), 20);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+    /* Three datagrams in one burst while the reader is parked: each read
+     * returns one (short) and must not take that for "drained". */
+    p.count = 3;
+    ck_assert_int_eq(weft_spawn(&f, NULL, udp_peer_send, &p), 0);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(read_in_time(u1, buf, sizeof buf, 400, "connected UDP burst"), 5);
+        ck_assert_int_eq(buf[4], '0' + i);
+    }
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+
+    /* A datagram from anyone but the connected peer is dropped. */
+    int u3 = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(u3, 0);
+    ck_assert_int_eq(sendto(u3, "stranger", 8, 0, (struct sockaddr *)&a1, sizeof a1), 8);
+    ck_assert_int_eq(weft_recv(u1, buf, sizeof buf, 0, weft_deadline_ms(50)), -ETIMEDOUT);
+    close(u3);
+
+    /* The peer is gone: the port-unreachable reply reaches the connected
+     * socket as -ECONNREFUSED on its next receive. */
+    weft_close(u2);
+    ck_assert_int_eq(weft_send(u1, "anyone?", 7, 0, weft_deadline_ms(2000)), 7);
+    ssize_t n = weft_recv(u1, buf, sizeof buf, 0, weft_deadline_ms(2000));
+    ck_assert_msg(n == -ECONNREFUSED, "recv after the peer closed: %zd (%s)", n,
+                  weft_strerror((int)n));
+    weft_close(u1);
+}
+
+START_TEST(test_udp_connected)
+{
+    FOR_WORKERS(body_udp_connected, NULL);
+}
+END_TEST
+
 /* ------------------------------------ descriptors closed behind our back */
 
 struct bb { int fd; ssize_t r; char c; };
@@ -1852,6 +1944,7 @@ static Suite *io_suite(void)
     tcase_add_test(tc, test_half_close);
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_udp);
+    tcase_add_test(tc, test_udp_connected);
     tcase_add_test(tc, test_closed_behind_back);
     tcase_add_test(tc, test_emfile_storm);
     tcase_add_test(tc, test_emfile_recover_on_close);
