@@ -369,8 +369,11 @@ uint64_t weft__tick_of_now(const struct weft__worker *w, int64_t now_ns);
  * before closing the reactor the table mirrors). weft__io_adopt records
  * that weft itself just created fd (accept, socket): whatever the table
  * remembered about an earlier descriptor with that number is dropped.
- * flags: WEFT__IO_SOCK, WEFT__IO_STREAM (fd is already non-blocking). */
-enum { WEFT__IO_SOCK = 1, WEFT__IO_STREAM = 2 };
+ * flags: WEFT__IO_SOCK, WEFT__IO_TCP (fd is already non-blocking; TCP:
+ * a SOCK_STREAM socket of AF_INET or AF_INET6 with protocol 0 or
+ * IPPROTO_TCP, the only kind on which io.c takes a short read for
+ * "drained"). */
+enum { WEFT__IO_SOCK = 1, WEFT__IO_TCP = 2 };
 void weft__io_fini(struct weft__worker *w);
 void weft__io_adopt(struct weft__worker *w, int fd, int flags);
 

@@ -14,7 +14,7 @@
  * parked to read and to write (two circular lists of waiter nodes that live
  * on the parked fibers' stacks), a generation that changes whenever weft
  * learns the number now names another descriptor, a state word (flags:
- * initialised, socket, stream, registered with an edge-triggered reactor,
+ * initialised, socket, TCP, registered with an edge-triggered reactor,
  * the two readiness hints; and a report sequence, see below) and a lock.
  *
  * Locking (several workers). Each entry has a weft__lockword, taken with
@@ -44,21 +44,30 @@
  * trying the syscall". They start set, are cleared on EAGAIN, and are set
  * again whenever the reactor reports the direction. A straight-line loop
  * (read, write, read, ...) would otherwise pay a read that fails with EAGAIN
- * before every park. On a stream socket (TCP, Unix stream) a read that
- * returns fewer bytes than asked has emptied the receive queue at that
- * instant, so E_RD is cleared then too and the next read parks without
+ * before every park. On a TCP socket a read that returns fewer bytes than
+ * asked has emptied the receive queue at that instant (but see urgent data
+ * below), so E_RD is cleared then too and the next read parks without
  * trying. That is safe because:
  *  - edge-triggered epoll queues an event for every segment that arrives
  *    after the read (ep_poll_callback runs on each sk_data_ready), and one
  *    that arrived before the read but after the last report is still on
  *    epoll's ready list; either way the parked reader is woken;
  *  - level-triggered poll reports whatever is queued when the fiber parks;
- *  - it is never applied to datagram or seqpacket sockets (one message per
- *    read: a short read says nothing about the queue) nor to pipes, ttys or
- *    anything that is not a stream socket;
- *  - TCP stops a read short at the urgent mark with data still queued; the
- *    backends report pending out-of-band data (WEFT__IO_URGENT) and the
- *    descriptor then loses the optimisation for good;
+ *  - it is applied to TCP only: a SOCK_STREAM socket whose protocol is
+ *    IPPROTO_TCP (fd_init asks SO_PROTOCOL once; net.c's sockets and
+ *    accepted ones are flagged when made, at no syscall). Never to
+ *    datagram or seqpacket sockets (one message per read: a short read
+ *    says nothing about the queue), nor to Unix stream sockets, whose
+ *    reads also stop with data queued (after an skb that carried
+ *    SCM_RIGHTS, and with SO_PASSCRED between two writers' data), nor to
+ *    other stream protocols (SCTP's one-to-one sockets read one message
+ *    at a time; MPTCP is not trusted blindly), pipes, ttys or files;
+ *  - TCP stops a read short at the urgent mark with data still queued. The
+ *    backends request EPOLLPRI/POLLPRI with every read interest and report
+ *    pending urgent data as WEFT__IO_URGENT, and the descriptor then loses
+ *    the optimisation for good (E_NOOPT). The report comes with the
+ *    wake-up for the burst that holds the urgent byte, so it is in the
+ *    state word before the woken reader's short read is judged;
  *  - a past deadline ignores the hints and tries the syscall once, as the
  *    API promises.
  * With several workers a report can be processed by another worker while a
@@ -73,6 +82,23 @@
  * report after that finds the fiber queued (it reads the sequence under the
  * same lock the report takes) or makes it retry. One worker never sees the
  * sequence move in that window, so nothing changes for it.
+ *
+ * Deadlines. A call whose deadline has passed tries its syscall once,
+ * whatever the hints say, and returns -ETIMEDOUT only if it would block
+ * (without parking: there is nothing to wait for). A call whose park is
+ * ended by its deadline timer does the same: one last attempt, provided
+ * the number still names the descriptor it parked on (last_try()), and
+ * -ETIMEDOUT only if that would block too. Without it, data, a connection
+ * or room that arrived just before the timer fired would be reported as a
+ * timeout whenever the timer is seen before the reactor's report: the
+ * scheduler loop runs due timers before it looks at the reactor, and with
+ * several workers the report may be handled on another thread after the
+ * timer has already won the fiber. Channel and mutex hand-offs beat a
+ * timeout the same way. The last attempt's result is returned as it is:
+ * data, end of file, a connection, or an error such as -ECONNRESET; it is
+ * one more non-blocking syscall, paid only by calls that time out.
+ * Cancellation gets no last attempt: -ECANCELED leaves the data queued
+ * for whoever reads next.
  *
  * Descriptors closed behind weft's back. weft_close() wakes the waiters
  * with -EBADF, deregisters and only then closes. A plain close() cannot be
@@ -111,6 +137,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -137,7 +164,7 @@
 enum {
     E_INIT   = 1u << 0,  /* non-blocking set, type probed */
     E_SOCK   = 1u << 1,  /* a socket: send/recv with MSG_DONTWAIT|MSG_NOSIGNAL */
-    E_STREAM = 1u << 2,  /* a stream socket: short read means drained */
+    E_TCP    = 1u << 2,  /* a TCP socket: short read means drained */
     E_REG    = 1u << 3,  /* registered with an edge-triggered reactor */
     E_RD     = 1u << 4,  /* a read may succeed: try before parking */
     E_WR     = 1u << 5,  /* a write may succeed */
@@ -323,8 +350,13 @@ static int fd_init(struct weft__worker *w, struct fdent *e, int fd)
     socklen_t len = sizeof type;
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
         f |= E_SOCK;
-        if (type == SOCK_STREAM)
-            f |= E_STREAM;
+        /* Only TCP may take a short read for "drained" (see the top of
+         * the file); a stream socket costs one more getsockopt, once. */
+        int proto = 0;
+        len = sizeof proto;
+        if (type == SOCK_STREAM &&
+            getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) == 0 && proto == IPPROTO_TCP)
+            f |= E_TCP;
     }
     weft__lock(w, &e->lock);
     uint32_t s = st_load(e);
@@ -468,7 +500,7 @@ void weft__io_adopt(struct weft__worker *w, int fd, int flags)
         return;             /* the first call on fd will build the entry */
     uint32_t keep = E_INIT | E_RD | E_WR |
                     ((flags & WEFT__IO_SOCK) ? E_SOCK : 0) |
-                    ((flags & WEFT__IO_STREAM) ? E_STREAM : 0);
+                    ((flags & WEFT__IO_TCP) ? E_TCP : 0);
     weft__lock(w, &e->lock);
     ent_reset(w, e, fd, keep);
     weft__unlock(w, &e->lock);
@@ -720,6 +752,14 @@ static inline void hint_clear(struct weft__worker *w, struct fdent *e, uint32_t 
     weft__unlock(w, &e->lock);
 }
 
+/* A park ended by the deadline: the call makes one last attempt (see
+ * "Deadlines" at the top of the file), provided the number still names
+ * the descriptor it parked on. 0: try; -ETIMEDOUT: give up now. */
+static inline int last_try(struct weft__worker *w, struct fdent *e, int fd, uint32_t gen)
+{
+    return resume(w, e, fd, gen) < 0 ? -ETIMEDOUT : 0;
+}
+
 /* write(2)/writev(2) on a non-socket cannot take MSG_NOSIGNAL: block SIGPIPE
  * on this thread around the call and swallow the one it raised, so a
  * closed pipe gives -EPIPE instead of killing the process. */
@@ -791,17 +831,18 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
     if (r < 0)
         return r;
     size_t want = op == OP_READV ? iov_total(a->iov, a->cnt) : a->len;
-    /* Only plain reads of a stream socket may conclude "drained". */
+    /* Only plain reads of a TCP socket may conclude "drained". */
     int may_drain = (op == OP_READ || op == OP_READV ||
                      (op == OP_RECV && !(a->flags & (MSG_PEEK | MSG_OOB))));
     uint32_t gen = gen_load(e);
     bool force = false;     /* woken, or told to retry: try the syscall */
+    bool last = false;      /* the deadline ended the park: this try is the last */
     for (;;) {
         uint32_t s = st_load(e);    /* flags and report sequence, before the syscall */
         if (force || (s & E_RD) || past(deadline)) {
             ssize_t n = do_read(op, s & E_SOCK, fd, a);
             if (n > 0) {
-                if ((size_t)n < want && may_drain && (s & (E_STREAM | E_NOOPT)) == E_STREAM) {
+                if ((size_t)n < want && may_drain && (s & (E_TCP | E_NOOPT)) == E_TCP) {
                     WEFT__PP(WEFT__PP_DRAINED_READ, (intptr_t)fd);
                     hint_clear(w, e, E_RD, s);
                 }
@@ -815,9 +856,19 @@ static ssize_t read_op(enum op op, int fd, const struct rd *a, int64_t deadline)
                 continue;
             if (err != EAGAIN && err != EWOULDBLOCK)
                 return -err;
+            if (last || past(deadline)) {
+                hint_clear(w, e, E_RD, s);
+                return -ETIMEDOUT;
+            }
         }
         r = park_fd(w, self, e, fd, WEFT_READ, deadline, gen, s, E_RD, PK_CHECK);
         w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, fd, gen) < 0)
+                return -ETIMEDOUT;
+            last = force = true;
+            continue;
+        }
         if (r < 0)
             return r;
         if ((r = resume(w, e, fd, gen)) < 0)
@@ -874,6 +925,7 @@ static ssize_t write_op(enum wop op, int fd, const struct wr *a, int64_t deadlin
         return r;
     uint32_t gen = gen_load(e);
     bool force = false;     /* woken, or told to retry: try the syscall */
+    bool last = false;      /* the deadline ended the park: this try is the last */
     for (;;) {
         uint32_t s = st_load(e);    /* flags and report sequence, before the syscall */
         if (force || (s & E_WR) || past(deadline)) {
@@ -886,9 +938,19 @@ static ssize_t write_op(enum wop op, int fd, const struct wr *a, int64_t deadlin
                 continue;
             if (err != EAGAIN && err != EWOULDBLOCK)
                 return -err;
+            if (last || past(deadline)) {
+                hint_clear(w, e, E_WR, s);
+                return -ETIMEDOUT;
+            }
         }
         r = park_fd(w, self, e, fd, WEFT_WRITE, deadline, gen, s, E_WR, PK_CHECK);
         w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, fd, gen) < 0)
+                return -ETIMEDOUT;
+            last = force = true;
+            continue;
+        }
         if (r < 0)
             return r;
         if ((r = resume(w, e, fd, gen)) < 0)
@@ -910,6 +972,7 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
     if (r < 0)
         return r;
     uint32_t gen = gen_load(e);
+    bool last = false;      /* the deadline ended the park: this look is the last */
     for (;;) {
         /* The hints cannot answer this: the caller does its own I/O, which
          * never tells io.c about EAGAIN. Ask the kernel (after loading the
@@ -935,10 +998,19 @@ int weft_wait_fd(int fd, int events, int64_t deadline)
         ready &= events;
         if (ready)
             return ready;
+        if (last || past(deadline))
+            return -ETIMEDOUT;
         r = park_fd(w, self, e, fd, events, deadline, gen, s, 0, PK_CHECK);
+        w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, fd, gen) < 0)
+                return -ETIMEDOUT;
+            last = true;
+            continue;
+        }
         if (r != 0)
             return r < 0 ? r : (r & events ? r & events : events);
-        w = self->w;    /* r == 0: not parked, a report came meanwhile */
+        /* r == 0: not parked, a report came meanwhile */
     }
 }
 
@@ -1051,14 +1123,16 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
     uint32_t gen = gen_load(e);
     int64_t pause = BACKOFF_MIN_NS;
     bool force = false;
+    bool last = false;      /* the deadline ended the park: this try is the last */
     for (;;) {
         uint32_t s = st_load(e);
         if (force || (s & E_RD) || past(deadline)) {
             force = true;
             int fd = WEFT__FI(WEFT__FS_ACCEPT, -1, weft__sys_accept4(lfd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC));
             if (fd >= 0) {
-                int stream = (s & E_STREAM) ? WEFT__IO_STREAM : 0;
-                weft__io_adopt(w, fd, WEFT__IO_SOCK | stream);
+                /* The listener's protocol is the connection's. */
+                int tcp = (s & E_TCP) ? WEFT__IO_TCP : 0;
+                weft__io_adopt(w, fd, WEFT__IO_SOCK | tcp);
                 return fd;
             }
             int err = errno;
@@ -1089,9 +1163,20 @@ int weft_accept(int lfd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
             default:
                 return -err;
             }
+            /* EAGAIN */
+            if (last || past(deadline)) {
+                hint_clear(w, e, E_RD, s);
+                return -ETIMEDOUT;
+            }
         }
         r = park_fd(w, self, e, lfd, WEFT_READ, deadline, gen, s, E_RD, PK_CHECK);
         w = self->w;
+        if (r == -ETIMEDOUT) {
+            if (last_try(w, e, lfd, gen) < 0)
+                return -ETIMEDOUT;
+            last = force = true;
+            continue;
+        }
         if (r < 0)
             return r;
         if ((r = resume(w, e, lfd, gen)) < 0)
@@ -1144,9 +1229,12 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
     for (;;) {
         r = park_fd(w, self, e, fd, WEFT_WRITE, deadline, gen, s, 0, PK_CHECK);
         w = self->w;
+        bool last = r == -ETIMEDOUT;    /* then the check below is the last */
+        if (last)
+            r = last_try(w, e, fd, gen);
+        else if (r >= 0)
+            r = resume(w, e, fd, gen);
         if (r < 0)
-            return r;
-        if ((r = resume(w, e, fd, gen)) < 0)
             return r;
         s = st_load(e);     /* before the check below: a later report retries the park */
         int soerr = 0;
@@ -1158,6 +1246,8 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t
         struct pollfd p = { .fd = fd, .events = POLLOUT };
         if (weft__sys_poll0(&p, 1) == 1 && (p.revents & (POLLOUT | POLLERR | POLLHUP)))
             return 0;
+        if (last)
+            return -ETIMEDOUT;
         /* A spurious wake-up: still connecting. */
     }
 }

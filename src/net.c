@@ -180,8 +180,12 @@ static int new_socket(int family, int type)
     int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    weft__io_adopt(weft__worker(), fd,
-                   WEFT__IO_SOCK | (type == SOCK_STREAM ? WEFT__IO_STREAM : 0));
+    /* Protocol 0 makes an IP stream socket TCP. A Unix stream socket is
+     * not: its reads stop short with data still queued (after a passed
+     * descriptor, between writers with SO_PASSCRED), so io.c must not
+     * take a short read on it for "drained". */
+    int tcp = type == SOCK_STREAM && (family == AF_INET || family == AF_INET6);
+    weft__io_adopt(weft__worker(), fd, WEFT__IO_SOCK | (tcp ? WEFT__IO_TCP : 0));
     return fd;
 }
 

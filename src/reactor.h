@@ -14,11 +14,14 @@
  *          consumed silently. Returns how many were reported or -errno.
  *   wake   make a poll in progress (or the next one) return at once;
  *          safe from any thread and async-signal-safe
- *   watch  start reporting fd for WEFT_READ|WEFT_WRITE (0: stop). Edge or
- *          level triggered is the backend's choice (see .edge):
- *          weft__io_ready() copes with either. Returns 0, or 1 when the
- *          backend had to add fd afresh (edge backends: io.c's sweep learns
- *          from it that a registration vanished), or -errno.
+ *   watch  start reporting fd for WEFT_READ|WEFT_WRITE (0: stop); with
+ *          WEFT_READ the backend also asks for pending urgent data
+ *          (EPOLLPRI, POLLPRI) and reports it as WEFT__IO_URGENT|WEFT_READ
+ *          (io.c needs it, see below). Edge or level triggered is the
+ *          backend's choice (see .edge): weft__io_ready() copes with
+ *          either. Returns 0, or 1 when the backend had to add fd
+ *          afresh (edge backends: io.c's sweep learns from it that a
+ *          registration vanished), or -errno.
  *
  * Threads: exactly one thread at a time calls poll; open/close run with no
  * poll in progress; watch and wake may be called from any worker thread

@@ -10,8 +10,12 @@
  * watch() answers 1 when it had to add the descriptor (EPOLL_CTL_ADD
  * succeeded) and 0 when it was registered already: io.c's sweep uses that
  * to notice a registration that vanished because the descriptor was closed
- * behind weft's back. EPOLLPRI (TCP urgent data) is passed on as
- * WEFT__IO_URGENT so io.c stops inferring "drained" from short reads.
+ * behind weft's back. EPOLLPRI is requested with EPOLLIN and passed on as
+ * WEFT__IO_URGENT: TCP urgent data makes a read stop short at the urgent
+ * mark, so io.c must stop inferring "drained" from short reads on that
+ * descriptor. epoll reports only what was asked for (EPOLLERR and EPOLLHUP
+ * excepted), so without EPOLLPRI in the mask an urgent byte arriving in
+ * the same burst as ordinary data would be reported as plain EPOLLIN.
  *
  * Several workers: one thread polls at a time (the scheduler sees to it),
  * so the event array needs no lock; epoll_ctl (watch) and the eventfd write
@@ -119,7 +123,7 @@ static int ep_watch(struct weft__reactor *r, int fd, int events)
         return weft__epoll_ctl(r->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
     struct epoll_event ev = { .events = EPOLLET | EPOLLRDHUP, .data.fd = fd };
     if (events & WEFT_READ)
-        ev.events |= EPOLLIN;
+        ev.events |= EPOLLIN | EPOLLPRI;
     if (events & WEFT_WRITE)
         ev.events |= EPOLLOUT;
     if (weft__epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)

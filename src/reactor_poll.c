@@ -4,7 +4,9 @@
  * (io.c keeps the set current through watch), plus the read end of a
  * self-pipe that other threads write to wake the worker. Because it is
  * level-triggered, io.c passes only the directions that have waiters (a
- * writable socket would otherwise be reported on every call). A descriptor
+ * writable socket would otherwise be reported on every call); a read
+ * direction asks for POLLPRI too, so TCP urgent data is reported (as
+ * WEFT__IO_URGENT, see reactor.h). A descriptor
  * closed behind weft's back shows up as POLLNVAL and wakes its waiters,
  * who then get EBADF from their syscall.
  *
@@ -210,7 +212,12 @@ static int watch_locked(struct weft__reactor *r, int fd, int events, bool *grew)
         r->fds[i].events = 0;
         r->fds[i].revents = 0;
     }
-    short ev = (short)(((events & WEFT_READ) ? POLLIN : 0) | ((events & WEFT_WRITE) ? POLLOUT : 0));
+    /* POLLPRI with POLLIN: pending TCP urgent data must reach io.c as
+     * WEFT__IO_URGENT (see reactor.h). Like POLLIN it is reported only
+     * while there is something to read: a read past the urgent mark
+     * clears it. */
+    short ev = (short)(((events & WEFT_READ) ? POLLIN | POLLPRI : 0) |
+                       ((events & WEFT_WRITE) ? POLLOUT : 0));
     *grew = (ev & ~r->fds[i].events) != 0;
     r->fds[i].events = ev;
     return 0;

@@ -1350,11 +1350,11 @@ START_TEST(chan_model)
 {
     struct cm_run run = { .sequences = test_quick() ? 300 : 3000 };
     /* Deterministic interleaving needs one worker; see actors.h. */
-    if (run_workers(1, body_chan_model, &run))
-        printf("chan model: %d sequences, %ld ops (%ld blocked, %ld ready selects), "
-               "%ld timeouts, %ld cancels, %ld closes\n",
-               run.sequences, run.ops, run.blocked, run.selects_ready, run.timeouts, run.cancels,
-               run.closes);
+    run_workers(1, body_chan_model, &run);
+    printf("chan model: %d sequences, %ld ops (%ld blocked, %ld ready selects), "
+           "%ld timeouts, %ld cancels, %ld closes\n",
+           run.sequences, run.ops, run.blocked, run.selects_ready, run.timeouts, run.cancels,
+           run.closes);
     /* And on one of two workers, the actors pinned beside the controller:
      * the same interleavings, with every lock and claim taken for real
      * while the other worker runs the runtime's own business. */

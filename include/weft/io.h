@@ -2,7 +2,9 @@
  *
  * Every call here parks only the calling fiber while the descriptor is not
  * ready, takes an absolute deadline (WEFT_FOREVER: none; a past deadline
- * tries once and returns -ETIMEDOUT if it would have to wait), is a
+ * tries once and returns -ETIMEDOUT if it would have to wait; a call whose
+ * deadline passes while it is parked tries once more in the same way, so
+ * what became ready at the deadline is returned, not a timeout), is a
  * cancellation point (-ECANCELED, checked on entry and while parked), and
  * reports the real errno as a negative value. Descriptors are made
  * non-blocking the first time a weft call sees them. SIGPIPE is never
@@ -11,7 +13,7 @@
  * Errors every blocking call may return besides its own:
  *  -EPERM      not called from inside a fiber
  *  -EBADF      fd is not open, or was closed (weft_close) while parked
- *  -ETIMEDOUT  the deadline passed first
+ *  -ETIMEDOUT  the deadline passed, and a last try would still block
  *  -ECANCELED  the calling fiber was cancelled
  *  -ENOMEM     the descriptor table could not grow
  */
