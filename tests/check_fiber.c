@@ -250,7 +250,11 @@ static void body_cancel_parked(void *unused)
 {
     (void)unused;
     weft_fiber *f;
-    ck_assert_int_eq(weft_spawn(&f, NULL, report_cancel, NULL), 0);
+    weft_attr a;            /* both pinned: the yield lets f park first */
+    weft_attr_init(&a);
+    a.pinned = 1;
+    weft_pin(1);
+    ck_assert_int_eq(weft_spawn(&f, &a, report_cancel, NULL), 0);
     weft_yield(); /* f parks forever */
     int64_t t0 = weft_now();
     ck_assert_int_eq(weft_cancel(f), 0);

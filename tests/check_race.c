@@ -256,7 +256,10 @@ static void *lifo_waker(void *arg)
 {
     (void)arg;
     atomic_store(&l_armed, 1);
-    /* Spin (no switch) until the other worker is held at the point. */
+    /* The other worker may be asleep already: hand it a fiber to run, so
+     * that it heads for sleep again past the armed point. Then spin (no
+     * switch) until it is held there. */
+    ck_assert_int_eq(weft_spawn(NULL, NULL, pinned_child, NULL), 0);
     int64_t end = mono_ns() + 1000000000;
     while (!atomic_load(&l_idle_held) && mono_ns() < end)
         ;
