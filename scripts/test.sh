@@ -53,9 +53,12 @@ chaos)
         (cd build/chaos && WEFT_CHAOS=$chaos_seed:100 WEFT_WORKERS=$n WEFT_TEST_QUICK=1 \
             ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
     done
+    # check_race is left out here: its interleavings go through the LIFO
+    # slot and the rings, which migration bypasses (everything goes
+    # through the injector).
     say "chaos: 2 workers with migration, WEFT_CHAOS=$chaos_seed:30"
     (cd build/chaos && WEFT_CHAOS=$chaos_seed:30 WEFT_WORKERS=2 WEFT_TEST_MIGRATE=1 WEFT_TEST_QUICK=1 \
-        ctest -j"$jobs" --output-on-failure -R "$chaos_suites")
+        ctest -j"$jobs" --output-on-failure -R "$chaos_suites" -E '^race$')
     ;;
 matrix)
     say "clang release and gcc debug builds (-Werror) and their tests"
