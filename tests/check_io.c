@@ -644,11 +644,18 @@ static int parking_fd(enum call c, struct blocked *b, int extra[2], struct stuck
     extra[0] = extra[1] = -1;
     switch (c) {
     case C_WRITE:
-    case C_WRITE_ALL:
-        tcp_pair(&a, &z);
-        fill_up(a);
-        extra[0] = z;
-        return a;
+    case C_WRITE_ALL: {
+        /* A Unix stream pair, not TCP: a full TCP send side gains room
+         * again for a while after the first EAGAIN (late ACKs, the peer
+         * collapsing its receive queue), so a write meant to park could
+         * go through; it did under qemu. A Unix socket's room comes back
+         * only when the peer reads. */
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        fill_up(sv[0]);
+        extra[0] = sv[1];
+        return sv[0];
+    }
     case C_ACCEPT: {
         struct sockaddr_in sa;
         return listen_any(&sa, 4);

@@ -169,15 +169,29 @@ END_TEST
 
 /* ------------------------------------------------------------ two runtimes */
 
+/* Each runtime waits until both have started, looks at the count, and
+ * waits until both have looked before it ends: fixed sleeps were not
+ * enough where starting a thread takes long (qemu-user). */
+static _Atomic int rt_started, rt_looked;
+
+static void wait_for_both(_Atomic int *n)
+{
+    int64_t deadline = weft_deadline_ms(20000);
+    while (atomic_load(n) < 2 && weft_now() < deadline)
+        weft_sleep_ms(1);
+}
+
 static void body_count_runtimes(void *arg)
 {
     _Atomic int *seen = arg;
-    weft_sleep_ms(100);
+    atomic_fetch_add(&rt_started, 1);
+    wait_for_both(&rt_started);
     weft_stats st;
     weft_stats_get(&st);
     if (st.runtimes == 2)
         atomic_fetch_add(seen, 1);
-    weft_sleep_ms(100);
+    atomic_fetch_add(&rt_looked, 1);
+    wait_for_both(&rt_looked);
 }
 
 static void *run_thread(void *arg)
@@ -188,6 +202,8 @@ static void *run_thread(void *arg)
 START_TEST(two_runtimes_on_two_threads)
 {
     _Atomic int seen = 0;
+    atomic_store(&rt_started, 0);
+    atomic_store(&rt_looked, 0);
     pthread_t a, b;
     ck_assert_int_eq(pthread_create(&a, NULL, run_thread, &seen), 0);
     ck_assert_int_eq(pthread_create(&b, NULL, run_thread, &seen), 0);
