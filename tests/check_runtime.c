@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,10 +285,19 @@ static void body_dump(void *unused)
     a.name = "joiner";
     ck_assert_int_eq(weft_spawn(&j, &a, joins_target, NULL), 0);
     weft_yield();
-    FILE *f = fmemopen(dumped, sizeof dumped - 1, "w");
-    ck_assert_ptr_nonnull(f);
-    weft_dump(f);
-    fclose(f);
+    /* With two workers the others may not have parked yet (under qemu
+     * with migration they had not): dump again until both have. */
+    int64_t deadline = weft_deadline_ms(10000);
+    for (;;) {
+        FILE *f = fmemopen(dumped, sizeof dumped - 1, "w");
+        ck_assert_ptr_nonnull(f);
+        weft_dump(f);
+        fclose(f);
+        if ((strstr(dumped, "parked on sleep") && strstr(dumped, "parked on join")) ||
+            weft_now() >= deadline)
+            break;
+        weft_sleep_ms(1);
+    }
     weft_dump(NULL); /* harmless */
     weft_cancel(dump_target);
     weft_cancel(j);
@@ -371,13 +381,33 @@ END_TEST
 
 /* ------------------------------------------------------- SIGQUIT dumps */
 
+/* The signal is sent by a fiber pinned to main's worker, so it runs only
+ * once main is parked on its sleep: with two workers the dump could
+ * otherwise catch main before it parked (it did under qemu). The sender
+ * waits for the dump to reach stderr (a file here), then cancels main's
+ * sleep. */
+static void *sigquit_sender(void *arg)
+{
+    ck_assert_int_eq(kill(getpid(), SIGQUIT), 0);
+    int64_t deadline = weft_deadline_ms(10000);
+    struct stat st;
+    while (fstat(2, &st) == 0 && st.st_size == 0 && weft_now() < deadline)
+        weft_sleep_ms(10);
+    weft_cancel(arg);
+    return NULL;
+}
+
 static void body_sigquit(void *arg)
 {
     int *survived = arg;
     weft_yield(); /* the dump fiber parks in weft_signal_wait */
     weft_yield();
-    ck_assert_int_eq(kill(getpid(), SIGQUIT), 0);
-    weft_sleep_ms(50);
+    weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = 1;
+    weft_fiber *sender;
+    ck_assert_int_eq(weft_spawn(&sender, &a, sigquit_sender, weft_self()), 0);
+    ck_assert_int_eq(weft_sleep_ms(60000), -ECANCELED);
     *survived = 1; /* SIGQUIT did not stop the process */
 }
 
@@ -410,24 +440,35 @@ START_TEST(sigquit_prints_a_dump)
 }
 END_TEST
 
+/* The fiber stays alive until the other thread has dumped, however long
+ * that takes (a fixed 300 ms was not enough under qemu with migration). */
+static _Atomic int dump_started, dump_done;
+
 static void body_sleep_long(void *arg)
 {
     (void)arg;
-    weft_sleep_ms(300);
+    atomic_store(&dump_started, 1);
+    int64_t deadline = weft_deadline_ms(20000);
+    while (!atomic_load(&dump_done) && weft_now() < deadline)
+        weft_sleep_ms(5);
 }
 
 static void *dump_from_outside(void *arg)
 {
-    usleep(100000);
+    while (!atomic_load(&dump_started))
+        usleep(1000);
     FILE *f = fmemopen(arg, 1023, "w");
     weft_dump(f);
     fclose(f);
+    atomic_store(&dump_done, 1);
     return NULL;
 }
 
 START_TEST(dump_from_outside_a_fiber)
 {
     static char buf[1024];
+    atomic_store(&dump_started, 0);
+    atomic_store(&dump_done, 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, dump_from_outside, buf), 0);
     run_in_runtime(NULL, body_sleep_long, NULL);
