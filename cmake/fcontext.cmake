@@ -4,7 +4,21 @@
 # switch code is carried inside libweft itself (no Boost or libstdc++ at run
 # time) and cannot clash with a Boost.Context the application links.
 #
-# Sets WEFT_FCONTEXT_OBJECTS to the renamed object files.
+# Sets WEFT_FCONTEXT_ABI to Boost's name for the target's ABI (x86_64_sysv,
+# arm64_aapcs; weft's own per-ABI code is in src/arch/<abi>/) and
+# WEFT_FCONTEXT_OBJECTS to the renamed object files. When cross-building
+# (cmake/toolchain-aarch64-linux-gnu.cmake) the archive is the target's:
+# Debian's multiarch libboost-context-dev:arm64 puts it in
+# /usr/lib/aarch64-linux-gnu, and the objects taken must be that ABI's.
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  set(WEFT_FCONTEXT_ABI x86_64_sysv)
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
+  set(WEFT_FCONTEXT_ABI arm64_aapcs)
+else()
+  message(FATAL_ERROR "weft: no context-switch ABI for processor '${CMAKE_SYSTEM_PROCESSOR}' "
+    "(supported: x86_64, aarch64; see src/arch/)")
+endif()
 
 set(WEFT_BOOST_CONTEXT_ARCHIVE "" CACHE FILEPATH
     "Path to libboost_context.a (found automatically when empty)")
@@ -15,6 +29,11 @@ if(NOT WEFT_BOOST_CONTEXT_ARCHIVE)
   set(WEFT_BOOST_CONTEXT_ARCHIVE "${WEFT_BOOST_CONTEXT_ARCHIVE_FOUND}")
 endif()
 if(NOT EXISTS "${WEFT_BOOST_CONTEXT_ARCHIVE}")
+  if(CMAKE_CROSSCOMPILING AND CMAKE_LIBRARY_ARCHITECTURE)
+    message(FATAL_ERROR "weft: libboost_context.a for ${CMAKE_LIBRARY_ARCHITECTURE} not found: install "
+      "the target's Boost.Context (Debian: dpkg --add-architecture arm64; apt-get update; "
+      "apt-get install libboost-context-dev:arm64), or set WEFT_BOOST_CONTEXT_ARCHIVE")
+  endif()
   message(FATAL_ERROR "weft: libboost_context.a not found: install Debian's libboost-context-dev (apt-get install libboost-context-dev)")
 endif()
 
@@ -34,12 +53,13 @@ set(WEFT_FCONTEXT_OBJECTS "")
 foreach(_kind make jump ontop)
   set(_member "")
   foreach(_m IN LISTS _members)
-    if(_m MATCHES "^${_kind}_.*\\.o$")
+    if(_m MATCHES "^${_kind}_${WEFT_FCONTEXT_ABI}_elf_gas\\.o$")
       set(_member ${_m})
     endif()
   endforeach()
   if(NOT _member)
-    message(FATAL_ERROR "weft: ${WEFT_BOOST_CONTEXT_ARCHIVE} has no ${_kind}_*.o fcontext object")
+    message(FATAL_ERROR "weft: ${WEFT_BOOST_CONTEXT_ARCHIVE} has no ${_kind}_${WEFT_FCONTEXT_ABI}_elf_gas.o: "
+      "is it the archive for ${CMAKE_SYSTEM_PROCESSOR}? (members: ${_members})")
   endif()
   set(_out ${_dir}/weft_${_kind}_fcontext.o)
   add_custom_command(OUTPUT ${_out}

@@ -413,20 +413,17 @@ static inline void after_switch(weft__transfer t, bool mt)
     }
 }
 
-/* The one call site of the context switch (see arch/fcontext.h). The empty
- * asm after the call keeps the compiler from turning it into a tail jump,
- * which would make the saved return address differ between callers. */
+/* The one call site of the context switch (arch/fcontext.h and the ABI's
+ * arch/<abi>/switch.h). The empty asm after the call keeps the compiler
+ * from turning it into a tail jump, which would make the saved return
+ * address differ between callers. */
 __attribute__((noinline)) WEFT__NO_TSAN static weft__transfer switch_ctx(weft__fctx to, void *data,
                                                                         struct weft__san *to_san)
 {
     /* TSan must learn of the switch right before it, with no instrumented
      * frame entered after it: this function is not instrumented. */
     weft__san_tsan_switch(to_san);
-#ifdef WEFT__HAVE_RESUME_IDENTITY
-    weft__transfer t = weft__ontop_fcontext(to, data, weft__resume_identity);
-#else
-    weft__transfer t = weft__jump_fcontext(to, data);
-#endif
+    weft__transfer t = weft__arch_switch(to, data);
     __asm__ volatile("" ::: "memory");
     return t;
 }

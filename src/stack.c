@@ -34,6 +34,7 @@
  * pool is destroyed.
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -163,9 +164,28 @@ static int guard_install(char *page, size_t len)
     return weft__madvise(page, len, MADV_GUARD_INSTALL) == 0 ? 0 : -errno;
 }
 
+/* Whether the kernel refuses to read the page at p, as it must for a
+ * guard: 1 yes, 0 no, -1 cannot tell now. The write from p into a pipe
+ * faults in the kernel (EFAULT) instead of in this process. */
+static int page_faults(const char *p)
+{
+    int fd[2];
+    if (pipe2(fd, O_CLOEXEC) != 0)
+        return -1;
+    ssize_t n = weft__sys_write(fd[1], p, 1);
+    int err = n < 0 ? errno : 0;
+    weft__sys_close(fd[0]);
+    weft__sys_close(fd[1]);
+    return n == 1 ? 0 : err == EFAULT ? 1 : -1;
+}
+
 /* Whether MADV_GUARD_INSTALL works here; probed once per process on a
- * scratch mapping so that a refusal costs nothing later. */
-static int madvise_guards_available(void)
+ * scratch mapping so that a refusal costs nothing later. A kernel without
+ * it says EINVAL. qemu-user says 0 to every madvise it does not pass
+ * through and installs nothing (7.2 does that to MADV_GUARD_INSTALL), so
+ * the probe also checks that the guard faults: a stack guarded by a no-op
+ * would have no protection at all, not even a canary. */
+int weft__stack_madvise_guards(void)
 {
     int ok = atomic_load(&madvise_guard_ok);
     if (ok >= 0)
@@ -176,10 +196,11 @@ static int madvise_guards_available(void)
     if (p == MAP_FAILED)
         return 0;   /* not known yet: a passing shortage must not disable them for good */
     int err = guard_install(p, page);
+    int faults = err == 0 ? page_faults(p) : 0;
     munmap(p, 2 * page);
-    if (err != 0 && err != -EINVAL)
-        return 0;   /* likewise (ENOMEM, EAGAIN); only EINVAL means "no such advice" */
-    ok = err == 0;
+    if ((err != 0 && err != -EINVAL) || faults < 0)
+        return 0;   /* likewise (ENOMEM, EAGAIN, EMFILE); only EINVAL means "no such advice" */
+    ok = err == 0 && faults == 1;
     atomic_store(&madvise_guard_ok, ok);
     return ok;
 }
@@ -192,7 +213,7 @@ static int protect_slot(struct weft__pool *p, char *g, struct weft__stack *s)
     int want_madvise = forced ? forced == WEFT__GK_MADVISE : p->policy != WEFT_GUARD_NEVER;
     int want_mprotect = forced ? forced == WEFT__GK_MPROTECT : p->policy != WEFT_GUARD_NEVER;
 
-    if (want_madvise && (forced || madvise_guards_available()) && guard_install(g, page) == 0) {
+    if (want_madvise && weft__stack_madvise_guards() && guard_install(g, page) == 0) {
         s->guard = WEFT__GK_MADVISE;
         p->n_madvise++;
         return 0;

@@ -65,6 +65,11 @@ size_t weft__stack_round(size_t size);
 /* Process-wide accounting shared by every pool (debug.c reads it). */
 extern _Atomic long weft__map_entries_used;
 
+/* Whether MADV_GUARD_INSTALL guards work in this process (probed once:
+ * the kernel must have the advice and a guarded page must fault). Stacks
+ * take the madvise path, forced or not, only when it says 1. */
+int weft__stack_madvise_guards(void);
+
 /* Testing: force one protection path for every stack made from now on
  * (0 = choose normally). Set from $WEFT_TEST_GUARD=madvise|mprotect|canary. */
 void weft__stack_force_guard(int kind);

@@ -12,15 +12,28 @@
 # Each must list the fibers with their names and states, and each parked
 # fiber's backtrace must name the function it parked in.
 #
-# usage: check_gdb.sh GDB_TARGET WEFT_GDB_PY [SANITIZERS]
-# Exit status 77 (a CTest skip) only when gdb is not installed.
+# With an EMULATOR (a cross build's qemu-user, e.g. qemu-aarch64) the
+# target runs under it and gdb-multiarch does the debugging: the live case
+# through qemu's gdbstub (`qemu -g SOCKET`, then `target remote`), the
+# kernel case on the core qemu itself writes for the target
+# (qemu_<name>_<date>_<pid>.core; the build links the target without PIE,
+# since such a core does not tell gdb where a PIE was loaded). gcore is
+# skipped there: qemu's gdbstub gives gdb no memory map, so the core it
+# would write lacks the heap and the stacks.
+#
+# usage: check_gdb.sh GDB_TARGET WEFT_GDB_PY [SANITIZERS] [EMULATOR]
+# Exit status 77 (a CTest skip) only when gdb (gdb-multiarch with an
+# emulator) is not installed.
 set -u
 target=$1
 script=$2
 sanitize=${3:-}
+emulator=${4:-}
 
-if ! command -v gdb >/dev/null 2>&1; then
-    echo "SKIP: gdb is not installed (scripts/deps.sh installs it)"
+gdb=gdb
+[ -n "$emulator" ] && gdb=gdb-multiarch
+if ! command -v "$gdb" >/dev/null 2>&1; then
+    echo "SKIP: $gdb is not installed (scripts/deps.sh installs it)"
     exit 77
 fi
 
@@ -35,7 +48,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:disable_cored
 
 run_gdb() { # output file, gdb arguments...
     local out=$1; shift
-    timeout 60 gdb -nx -batch -q -iex 'set pagination off' -iex 'set width 0' \
+    timeout 60 "$gdb" -nx -batch -q -iex 'set pagination off' -iex 'set width 0' \
         -iex 'set debuginfod enabled off' -x "$script" "$@" >"$out" 2>&1
 }
 
@@ -94,11 +107,36 @@ check_output() { # what, output file
     fi
 }
 
+# Under an emulator: starts the target under it, stopped for gdb on a Unix
+# socket (no port to collide with), $work/gdb.sock. The target's own
+# output goes to $work/emu.out.
+emu_start() { # target arguments...
+    rm -f "$work/gdb.sock"
+    # timeout: a target no gdb attached to would wait for one for ever.
+    timeout 90 $emulator -g "$work/gdb.sock" "$target" "$@" >"$work/emu.out" 2>&1 &
+    emu_pid=$!
+    for _ in $(seq 100); do
+        [ -S "$work/gdb.sock" ] && break
+        sleep 0.1
+    done
+}
+
 # ----------------------------------------------------------- live process
-run_gdb "$work/live.out" -ex 'break gdb_target_stop_here' -ex run \
-    -ex 'info weft-fibers' -ex 'weft bt all' \
-    -ex 'weft fiber 5' -ex 'bt' -ex 'weft fiber off' \
-    -ex continue "$target"
+if [ -z "$emulator" ]; then
+    run_gdb "$work/live.out" -ex 'break gdb_target_stop_here' -ex run \
+        -ex 'info weft-fibers' -ex 'weft bt all' \
+        -ex 'weft fiber 5' -ex 'bt' -ex 'weft fiber off' \
+        -ex continue "$target"
+else
+    emu_start
+    run_gdb "$work/live.out" -ex "target remote $work/gdb.sock" \
+        -ex 'break gdb_target_stop_here' -ex continue \
+        -ex 'info weft-fibers' -ex 'weft bt all' \
+        -ex 'weft fiber 5' -ex 'bt' -ex 'weft fiber off' \
+        -ex continue "$target"
+    wait "$emu_pid"
+    cat "$work/emu.out" >>"$work/live.out"
+fi
 check_output "live process" "$work/live.out"
 # The view must show the fiber's frames to gdb's own bt, and resuming must
 # find the inferior untouched.
@@ -123,8 +161,14 @@ elif ! (ulimit -c unlimited) 2>/dev/null; then
 else
     # Not exec: the subshell reaps the aborted target and its "Aborted (core
     # dumped)" notice goes to /dev/null with the rest.
-    (cd "$work/kcore" && ulimit -c unlimited && "$target" abort; true) >/dev/null 2>&1
-    core=$(find "$work/kcore" -maxdepth 1 -type f | head -n 1)
+    # Under an emulator the core to read is the one qemu writes for the
+    # target (the host kernel may dump qemu's own beside it).
+    (cd "$work/kcore" && ulimit -c unlimited && $emulator "$target" abort; true) >/dev/null 2>&1
+    if [ -n "$emulator" ]; then
+        core=$(find "$work/kcore" -maxdepth 1 -type f -name 'qemu_*.core' | head -n 1)
+    else
+        core=$(find "$work/kcore" -maxdepth 1 -type f | head -n 1)
+    fi
     if [ -z "$core" ]; then
         echo "note: kernel core skipped: no core file appeared (pattern '$pattern')"
     else
@@ -136,7 +180,10 @@ else
 fi
 
 # ---------------------------------------------------------- gcore core file
-if [ -n "$asan" ]; then
+if [ -n "$emulator" ]; then
+    echo "note: gcore core skipped: under $emulator, gdb sees the target through qemu's" \
+        "gdbstub, which gives it no memory map (the core would lack the heap and stacks)"
+elif [ -n "$asan" ]; then
     # gcore reads every mapping through the process, ASan's terabytes of
     # shadow reservations included: minutes instead of a second. The kernel
     # skips them (MADV_DONTDUMP), so the core above covered this build.

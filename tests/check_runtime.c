@@ -172,15 +172,29 @@ END_TEST
 
 /* ------------------------------------------------------------ two runtimes */
 
+/* Each runtime waits until both have started, looks at the count, and
+ * waits until both have looked before it ends: fixed sleeps were not
+ * enough where starting a thread takes long (qemu-user). */
+static _Atomic int rt_started, rt_looked;
+
+static void wait_for_both(_Atomic int *n)
+{
+    int64_t deadline = weft_deadline_ms(20000);
+    while (atomic_load(n) < 2 && weft_now() < deadline)
+        weft_sleep_ms(1);
+}
+
 static void body_count_runtimes(void *arg)
 {
     _Atomic int *seen = arg;
-    weft_sleep_ms(100);
+    atomic_fetch_add(&rt_started, 1);
+    wait_for_both(&rt_started);
     weft_stats st;
     weft_stats_get(&st);
     if (st.runtimes == 2)
         atomic_fetch_add(seen, 1);
-    weft_sleep_ms(100);
+    atomic_fetch_add(&rt_looked, 1);
+    wait_for_both(&rt_looked);
 }
 
 static void *run_thread(void *arg)
@@ -191,6 +205,8 @@ static void *run_thread(void *arg)
 START_TEST(two_runtimes_on_two_threads)
 {
     _Atomic int seen = 0;
+    atomic_store(&rt_started, 0);
+    atomic_store(&rt_looked, 0);
     pthread_t a, b;
     ck_assert_int_eq(pthread_create(&a, NULL, run_thread, &seen), 0);
     ck_assert_int_eq(pthread_create(&b, NULL, run_thread, &seen), 0);
@@ -219,14 +235,18 @@ static void body_stats(void *unused)
     ck_assert_uint_eq(a.runtimes, 1);
     ck_assert_uint_eq(a.fibers_live, 1);
     weft_fiber *f[10];
+    /* They nap until cancelled: a 5 ms nap on the other worker had ended
+     * before the count under qemu with migration. */
     for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(weft_spawn(&f[i], NULL, nap, (void *)(intptr_t)5), 0);
+        ck_assert_int_eq(weft_spawn(&f[i], NULL, nap, (void *)(intptr_t)60000), 0);
     weft_stats_get(&b);
     ck_assert_uint_eq(b.fibers_live, 11);
     ck_assert_uint_eq(b.fibers_spawned, a.fibers_spawned + 10);
     ck_assert_uint_eq(b.stacks_in_use, 11);
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(weft_cancel(f[i]), 0);
         ck_assert_int_eq(weft_join(f[i], NULL, WEFT_FOREVER), 0);
+    }
     weft_stats_get(&b);
     ck_assert_uint_eq(b.fibers_live, 1);
     ck_assert_uint_eq(b.stacks_in_use, 1);
@@ -275,10 +295,19 @@ static void body_dump(void *unused)
     a.name = "joiner";
     ck_assert_int_eq(weft_spawn(&j, &a, joins_target, NULL), 0);
     weft_yield();
-    FILE *f = fmemopen(dumped, sizeof dumped - 1, "w");
-    ck_assert_ptr_nonnull(f);
-    weft_dump(f);
-    fclose(f);
+    /* With two workers the others may not have parked yet (under qemu
+     * with migration they had not): dump again until both have. */
+    int64_t deadline = weft_deadline_ms(10000);
+    for (;;) {
+        FILE *f = fmemopen(dumped, sizeof dumped - 1, "w");
+        ck_assert_ptr_nonnull(f);
+        weft_dump(f);
+        fclose(f);
+        if ((strstr(dumped, "parked on sleep") && strstr(dumped, "parked on join")) ||
+            weft_now() >= deadline)
+            break;
+        weft_sleep_ms(1);
+    }
     weft_dump(NULL); /* harmless */
     weft_cancel(dump_target);
     weft_cancel(j);
@@ -366,24 +395,40 @@ END_TEST
 
 /* ------------------------------------------------------- SIGQUIT dumps */
 
-static void *send_sigquit_later(void *arg)
+/* The signal is sent by a fiber pinned to main's worker, so it runs only
+ * once main is parked on its sleep: with two workers the dump could
+ * otherwise catch main before it parked (it did under qemu). The sender
+ * waits for the dump to reach stderr (a file here), then cancels main's
+ * sleep. */
+static void *sigquit_sender(void *arg)
 {
-    (void)arg;
-    usleep(30000);
-    kill(getpid(), SIGQUIT);
+    ck_assert_int_eq(kill(getpid(), SIGQUIT), 0);
+    /* The dump's last line names the dump fiber; other text may come
+     * first (under qemu the emulator writes to the same descriptor). */
+    int64_t deadline = weft_deadline_ms(10000);
+    static char seen[4096];
+    for (;;) {
+        ssize_t n = pread(2, seen, sizeof seen - 1, 0);
+        seen[n > 0 ? n : 0] = 0;
+        if (strstr(seen, "\"weft: SIGQUIT dump\" running") || weft_now() >= deadline)
+            break;
+        weft_sleep_ms(10);
+    }
+    weft_cancel(arg);
     return NULL;
 }
 
 static void body_sigquit(void *arg)
 {
     int *survived = arg;
-    /* The signal comes from a plain thread once main is asleep: with
-     * several workers the dump fiber may run beside main, so main must
-     * already be parked when the signal arrives, not about to park. */
-    pthread_t t;
-    ck_assert_int_eq(pthread_create(&t, NULL, send_sigquit_later, NULL), 0);
-    weft_sleep_ms(200);
-    pthread_join(t, NULL);
+    weft_yield(); /* the dump fiber parks in weft_signal_wait */
+    weft_yield();
+    weft_attr a;
+    weft_attr_init(&a);
+    a.pinned = 1;
+    weft_fiber *sender;
+    ck_assert_int_eq(weft_spawn(&sender, &a, sigquit_sender, weft_self()), 0);
+    ck_assert_int_eq(weft_sleep_ms(60000), -ECANCELED);
     *survived = 1; /* SIGQUIT did not stop the process */
 }
 
@@ -416,24 +461,35 @@ START_TEST(sigquit_prints_a_dump)
 }
 END_TEST
 
+/* The fiber stays alive until the other thread has dumped, however long
+ * that takes (a fixed 300 ms was not enough under qemu with migration). */
+static _Atomic int dump_started, dump_done;
+
 static void body_sleep_long(void *arg)
 {
     (void)arg;
-    weft_sleep_ms(300);
+    atomic_store(&dump_started, 1);
+    int64_t deadline = weft_deadline_ms(20000);
+    while (!atomic_load(&dump_done) && weft_now() < deadline)
+        weft_sleep_ms(5);
 }
 
 static void *dump_from_outside(void *arg)
 {
-    usleep(100000);
+    while (!atomic_load(&dump_started))
+        usleep(1000);
     FILE *f = fmemopen(arg, 1023, "w");
     weft_dump(f);
     fclose(f);
+    atomic_store(&dump_done, 1);
     return NULL;
 }
 
 START_TEST(dump_from_outside_a_fiber)
 {
     static char buf[1024];
+    atomic_store(&dump_started, 0);
+    atomic_store(&dump_done, 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, dump_from_outside, buf), 0);
     run_in_runtime(NULL, body_sleep_long, NULL);

@@ -143,8 +143,22 @@ static void run_path(struct path_case *pc)
     weft__stack_set_map_budget(-1);
 }
 
+/* MADV_GUARD_INSTALL needs Linux 6.13, and qemu-user accepts the advice
+ * without installing anything: the madvise path is tested where it works
+ * and noted where it does not (every other path still runs). */
+static int madvise_guards_here(const char *test)
+{
+    if (weft__stack_madvise_guards())
+        return 1;
+    printf("note: %s: MADV_GUARD_INSTALL guards do not work here (kernel before 6.13, or "
+           "an emulator); not tested\n", test);
+    return 0;
+}
+
 START_TEST(madvise_guards_cost_no_map_entry)
 {
+    if (!madvise_guards_here("madvise_guards_cost_no_map_entry"))
+        return;
     struct path_case pc = { .force = WEFT__GK_MADVISE, .guard = WEFT_GUARD_AUTO,
                             .budget = -1, .n = 100 };
     run_path(&pc);
@@ -212,6 +226,10 @@ START_TEST(guard_auto_prefers_madvise)
     ck_assert_int_eq(pc.spawn_err, 0);
     ck_assert_uint_ge(pc.st.stacks_guarded, 51);
     ck_assert_uint_eq(pc.st.stacks_canary, 0);
+    if (weft__stack_madvise_guards())
+        ck_assert_uint_eq(pc.st.stacks_guard_madvise, pc.st.stacks_guarded);
+    else
+        ck_assert_uint_eq(pc.st.stacks_guard_madvise, 0);   /* mprotect guards instead */
 }
 END_TEST
 
@@ -330,6 +348,10 @@ static int run_overflow_child(int force, int canary, char *err, size_t errlen, c
     out[n > 0 ? n : 0] = 0;
     close(ep[0]);
     close(op[0]);
+    /* qemu-user adds a line of its own when the child dies of a signal. */
+    char *note = strstr(err, "qemu: uncaught target signal");
+    if (note)
+        *note = 0;
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     return WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -349,6 +371,8 @@ static void check_report(int force, int canary)
 
 START_TEST(overflow_hits_madvise_guard)
 {
+    if (!madvise_guards_here("overflow_hits_madvise_guard"))
+        return;
     check_report(WEFT__GK_MADVISE, 0);
 }
 END_TEST

@@ -14,12 +14,16 @@
 #
 # How a parked fiber is unwound. A suspended fiber's control block holds
 # `ctx`, the stack pointer Boost.Context's jump/ontop_fcontext left behind
-# (x86-64 System V) after pushing the callee-saved registers:
+# after pushing the callee-saved registers. On x86-64 System V:
 #     ctx+0x00 mxcsr, x87 control word    ctx+0x28 rbx
 #     ctx+0x08 r12                        ctx+0x30 rbp
 #     ctx+0x10 r13                        ctx+0x38 return address (rip)
 #     ctx+0x18 r14                        ctx+0x40 rsp once resumed
 #     ctx+0x20 r15
+# On arm64 (AAPCS64):
+#     ctx+0x00 d8 ... ctx+0x38 d15        ctx+0x90 x29 (fp)
+#     ctx+0x40 x19 ... ctx+0x88 x28       ctx+0x98 x30 (lr)
+#     ctx+0xa0 pc to resume at            ctx+0xb0 sp once resumed
 # Writing those into the thread's registers would work on a live process
 # but gdb refuses register writes on a core file ("You can't do that without
 # a process to debug"), and changing a live inferior from a debugging
@@ -36,11 +40,34 @@
 import gdb
 from gdb.unwinder import Unwinder, register_unwinder
 
-# The saved-context layout above, as (register, offset from ctx).
-_SAVED_REGS = (("r12", 0x08), ("r13", 0x10), ("r14", 0x18), ("r15", 0x20),
-               ("rbx", 0x28), ("rbp", 0x30), ("rip", 0x38))
-_RIP = 0x38
-_RESUMED_SP = 0x40
+
+class _Layout(object):
+    """One ABI's saved context: the registers as (name, offset from ctx),
+    where the resume pc is, what sp becomes, and which saved word of a
+    fresh context (make_fcontext's frame) points into make_fcontext."""
+
+    def __init__(self, saved, pc, pc_off, sp, sp_off, fresh_off):
+        self.saved, self.pc, self.pc_off = saved, pc, pc_off
+        self.sp, self.sp_off, self.fresh_off = sp, sp_off, fresh_off
+
+
+# gdb's architecture names. x86-64's fresh frame returns into the
+# trampoline inside make_fcontext; arm64's resumes at the entry function
+# itself with lr at make_fcontext's `finish` stub.
+_LAYOUTS = {
+    "i386:x86-64": _Layout(
+        saved=(("r12", 0x08), ("r13", 0x10), ("r14", 0x18), ("r15", 0x20),
+               ("rbx", 0x28), ("rbp", 0x30), ("rip", 0x38)),
+        pc="rip", pc_off=0x38, sp="rsp", sp_off=0x40, fresh_off=0x38),
+    "aarch64": _Layout(
+        saved=tuple(("x%d" % r, 0x40 + 8 * (r - 19)) for r in range(19, 31)) +
+              (("pc", 0xa0),),
+        pc="pc", pc_off=0xa0, sp="sp", sp_off=0xb0, fresh_off=0x98),
+}
+
+
+def _layout():
+    return _LAYOUTS.get(gdb.selected_inferior().architecture().name())
 
 # gdb shows a symbol without debug info the Ada way ("weft.fiber_entry").
 _FIBER_ENTRY = ("weft__fiber_entry", "weft.fiber_entry")
@@ -323,14 +350,17 @@ class WeftUnwinder(Unwinder):
         # inner to this frame (corrupt stack?)" check, which compares stack
         # addresses across what it believes is one stack, lets the walk go on
         # whichever way the thread's and the fiber's stacks lie.
-        pc = pending.read_register("rip")
-        sp = pending.read_register("rsp")
+        lay = _layout()
+        if lay is None:
+            return None
+        pc = pending.read_register(lay.pc)
+        sp = pending.read_register(lay.sp)
         info = pending.create_unwind_info(_FrameId(gdb.Value(ctx).cast(sp.type), pc))
         inf = gdb.selected_inferior()
         ulong = gdb.lookup_type("unsigned long")
-        for reg, off in _SAVED_REGS:
+        for reg, off in lay.saved:
             info.add_saved_register(reg, gdb.Value(_read_u64(inf, ctx + off)).cast(ulong))
-        info.add_saved_register("rsp", gdb.Value(ctx + _RESUMED_SP).cast(ulong))
+        info.add_saved_register(lay.sp, gdb.Value(ctx + lay.sp_off).cast(ulong))
         return info
 
 
@@ -379,23 +409,26 @@ def _clear_view(*_ignored):
 
 
 def _check_arch():
-    # The saved-context layout is x86-64 System V's; elsewhere it differs.
-    arch = gdb.selected_inferior().architecture().name()
-    if arch != "i386:x86-64":
+    # The saved-context layouts known are x86-64 System V's and arm64's.
+    if _layout() is None:
         raise WeftError("weft: unwinding a parked fiber is implemented for x86-64 "
-                        "only (this is %s)" % arch)
+                        "and aarch64 only (this is %s)"
+                        % gdb.selected_inferior().architecture().name())
 
 
 def _not_started(f):
     """A fiber spawned and never run: its context is make_fcontext's fresh
     frame, whose return address is the fcontext trampoline."""
+    lay = _layout()
+    if lay is None:
+        return False
     try:
         start = _u64(gdb.parse_and_eval("(unsigned long)&weft__make_fcontext"))
-        rip = _read_u64(gdb.selected_inferior(), f.ctx + _RIP)
+        word = _read_u64(gdb.selected_inferior(), f.ctx + lay.fresh_off)
     except gdb.error:
         return False
-    # The trampoline lies within make_fcontext's few dozen bytes.
-    return 0 <= rip - start < 0x80
+    # The trampoline (or stub) lies within make_fcontext's few dozen bytes.
+    return 0 <= word - start < 0x80
 
 
 def _fn_text(f):
@@ -459,8 +492,9 @@ def _backtrace(f, bt_args):
     if _not_started(f):
         print("%s: not started yet (%s)" % (head, _fn_text(f)))
         return
+    lay = _layout()
     try:
-        rip = _read_u64(gdb.selected_inferior(), f.ctx + _RIP)
+        rip = _read_u64(gdb.selected_inferior(), f.ctx + (lay.pc_off if lay else 0))
     except gdb.MemoryError:
         rip = None
     if not rip:

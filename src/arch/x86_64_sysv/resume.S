@@ -1,5 +1,5 @@
-/* resume_x86_64_sysv.S - the function weft runs "on top" of every context
- * it resumes (x86-64 System V).
+/* x86_64_sysv/resume.S - the function weft runs "on top" of every context
+ * it resumes (x86-64 System V); switch.h beside it is the one caller.
  *
  * jump_fcontext() ends with an indirect jmp to the resumed side's return
  * address, so each switch pushes one return-stack-buffer entry (the call
