@@ -38,9 +38,23 @@
  * worker blocks in the shared reactor (whoever holds poll_lock), the
  * others on a futex. Making work runnable calls weft__notify(), which wakes one
  * sleeper unless a worker is spinning. The lost-wake-up argument is the
- * usual Dekker pair: a sleeper stores sleeping = 1 and then (seq_cst)
- * looks at every queue once more; a notifier pushes and then (seq_cst)
- * looks at sleeping. One of them sees the other.
+ * usual Dekker pair: a sleeper counts itself idle, stores sleeping = 1
+ * and then, after a full fence, looks once more at everything it could
+ * take; a pusher publishes its fiber and then, after a full fence, looks
+ * at the idle count. One of them sees the other. "Everything it could
+ * take" must match what a steal takes, no more and no less: the head of
+ * each peer's ring and each peer's LIFO slot, when not pinned (stealable).
+ * Leaving out the LIFO slots let a worker sleep beside a fiber it could
+ * have run; counting a pinned head, which no steal takes, kept an idle
+ * worker spinning for as long as its peer stayed busy. A fiber pinned to
+ * the pushing worker is no one else's work and wakes nobody.
+ *
+ * Rejected: counting pinned fibers into a separate, unstealable queue per
+ * worker, so that unpinned fibers behind a pinned head could still be
+ * stolen. It changes the order between pinned and unpinned fibers on one
+ * worker, which the pinning promise (one worker's order) relies on; a
+ * steal today takes only the unpinned run at the head of a ring, and the
+ * rest waits for its worker.
  *
  * A fiber woken on another worker may be taken by a third before the
  * worker it parked on has finished switching away from its stack. on_cpu
