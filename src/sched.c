@@ -49,7 +49,7 @@
  * worker spinning for as long as its peer stayed busy. A fiber pinned to
  * the pushing worker is no one else's work and wakes nobody.
  *
- * Rejected: counting pinned fibers into a separate, unstealable queue per
+ * Rejected: keeping pinned fibers in a separate, unstealable queue per
  * worker, so that unpinned fibers behind a pinned head could still be
  * stolen. It changes the order between pinned and unpinned fibers on one
  * worker, which the pinning promise (one worker's order) relies on; a
