@@ -1,9 +1,10 @@
 /* debug.c - what weft shows when things go wrong or someone looks inside:
- * stack overflow reports, the guard-page fault handler, weft_stats_get()
- * and weft_dump(), and the invariant check that aborts.
+ * stack overflow reports (the OS's guard-page fault handler, in
+ * src/unix/fault.c, asks weft__fault_on_guard), weft_stats_get() and
+ * weft_dump(), and the invariant check that aborts.
  *
  * An overflow must never pass as silent corruption. A fiber that runs into
- * its guard page faults; the SIGSEGV handler (on an alternate signal stack,
+ * its guard page faults; the fault handler (on an alternate signal stack,
  * since the faulting stack is exhausted) checks whether the address lies in
  * the running fiber's guard page and, if so, prints one line naming the
  * fiber and aborts. Faults that are not weft's are passed on to whatever
@@ -12,15 +13,13 @@
  * checks each time the fiber switches out (sched.c), with the same report.
  */
 #include "internal.h"
-#include "sys.h"
+#include "os.h"
 
 #include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 _Noreturn void weft__must_fail(const char *file, int line, const char *what)
 {
@@ -64,102 +63,24 @@ _Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *ho
     put_str(&l, " KiB stack (");
     put_str(&l, how);
     put_str(&l, "); aborting\n");
-    /* The raw system call: with libweft_hook loaded, write() would be the
-     * hook, which is not async-signal-safe. */
-    ssize_t ignored = weft__sys_write(STDERR_FILENO, l.buf, l.len);
-    (void)ignored;
+    weft__os_write_err(l.buf, l.len);
     signal(SIGABRT, SIG_DFL);
     abort();
 }
 
-/* ------------------------------------------------------ the fault handler */
-
-static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
-static int fault_users;
-static struct sigaction old_segv, old_bus;
-
-static __thread stack_t saved_altstack;
-static __thread void *own_altstack;
-static __thread size_t own_altstack_len;
-
-static void pass_on(int sig, siginfo_t *si, void *uc)
-{
-    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
-    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
-        old->sa_sigaction(sig, si, uc);
-        return;
-    }
-    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
-        old->sa_handler(sig);
-        return;
-    }
-    /* Default action: uninstall and return, so the faulting instruction
-     * runs again and the kernel delivers the signal with its usual effect. */
-    signal(sig, SIG_DFL);
-}
-
-static void on_fault(int sig, siginfo_t *si, void *uc)
+/* Called by the OS's fault handler (src/unix/fault.c) with the faulting
+ * address: if it lies in the running fiber's guard page, the fiber ran off
+ * its stack, and this reports it and aborts. Otherwise it returns and the
+ * handler passes the fault on. Async-signal-safe. */
+void weft__fault_on_guard(const void *addr)
 {
     struct weft__worker *w = weft__worker();
     struct weft__fiber *f = weft__self(w);
     if (f && f->stack && f->stack->guard != WEFT__GK_CANARY) {
-        const char *a = si->si_addr;
+        const char *a = addr;
         const char *lo = f->stack->lo;
         if (a < lo && a >= lo - weft__page_size())
             weft__overflow_report(f, "it hit the guard page");
-    }
-    pass_on(sig, si, uc);
-}
-
-int weft__fault_install(void)
-{
-    /* Each thread that runs fibers needs its own alternate signal stack:
-     * a guard-page fault leaves no room on the stack that faulted. */
-    stack_t cur;
-    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
-        own_altstack = NULL;
-    } else {
-        size_t len = 64 * 1024;
-        if (len < (size_t)SIGSTKSZ)
-            len = (size_t)SIGSTKSZ;
-        void *p = weft__mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return -ENOMEM;
-        stack_t ss = { .ss_sp = p, .ss_size = len, .ss_flags = 0 };
-        if (sigaltstack(&ss, &saved_altstack) != 0) {
-            int err = -errno;
-            munmap(p, len);
-            return err;
-        }
-        own_altstack = p;
-        own_altstack_len = len;
-    }
-    pthread_mutex_lock(&fault_lock);
-    if (fault_users++ == 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = on_fault;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGSEGV, &sa, &old_segv);
-        sigaction(SIGBUS, &sa, &old_bus);
-    }
-    pthread_mutex_unlock(&fault_lock);
-    return 0;
-}
-
-void weft__fault_uninstall(void)
-{
-    pthread_mutex_lock(&fault_lock);
-    if (--fault_users == 0) {
-        sigaction(SIGSEGV, &old_segv, NULL);
-        sigaction(SIGBUS, &old_bus, NULL);
-    }
-    pthread_mutex_unlock(&fault_lock);
-    if (own_altstack) {
-        sigaltstack(&saved_altstack, NULL);
-        munmap(own_altstack, own_altstack_len);
-        own_altstack = NULL;
     }
 }
 

@@ -25,6 +25,7 @@
 #include "chaos.h"
 #include "fault.h"
 #include "lock.h"
+#include "os.h"
 #include "reactor.h"
 #include "sanitizer.h"
 #include "stack.h"
@@ -378,8 +379,9 @@ void weft__io_fini(struct weft__worker *w);
 void weft__io_adopt(struct weft__worker *w, int fd, int flags);
 
 /* debug.c */
-int  weft__fault_install(void);          /* SIGSEGV handler + alternate stack */
-void weft__fault_uninstall(void);
+/* The running fiber's overflow, if addr is in its guard page: reports and
+ * aborts; returns otherwise (the OS's fault handler calls it). */
+void weft__fault_on_guard(const void *addr);
 _Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *how);
 void weft__stats_retire(struct weft_rt *rt);
 

@@ -258,10 +258,8 @@ static int check_config(weft_config *c)
     if (c->workers < 0 || c->guard < WEFT_GUARD_AUTO || c->guard > WEFT_GUARD_NEVER ||
         c->reactor < WEFT_REACTOR_AUTO || c->reactor > WEFT_REACTOR_POLL)
         return -EINVAL;
-    if (c->workers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->workers = n > 0 ? (int)n : 1;
-    }
+    if (c->workers == 0)
+        c->workers = weft__os_ncpu();
     if (c->workers > WEFT__WORKERS_MAX)
         return -EINVAL;
     if (c->stack_size == 0)

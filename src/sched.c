@@ -65,11 +65,8 @@
  */
 #include "internal.h"
 
-#include <linux/futex.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,11 +92,6 @@ __attribute__((noinline)) int *weft__errno_at(void)
     int *p = &errno;
     __asm__ volatile("" : "+r"(p));
     return p;
-}
-
-static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, (uint32_t *)addr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
 }
 
 static inline void count(_Atomic uint64_t *c)
@@ -921,7 +913,7 @@ static bool wake_worker(struct weft__worker *v)
     if (atomic_load_explicit(&v->in_reactor, SEQ))
         v->rops->wake(v->reactor);
     else
-        futex(&v->sleeping, FUTEX_WAKE, 1, NULL);
+        weft__os_wake(&v->sleeping, 1);
     return true;
 }
 
@@ -948,7 +940,7 @@ static void wake_everyone(struct weft_rt *rt)
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct weft__worker *v = rt->ws[i];
         atomic_store_explicit(&v->sleeping, 0, SEQ);
-        futex(&v->sleeping, FUTEX_WAKE, 1, NULL);
+        weft__os_wake(&v->sleeping, 1);
     }
     rt->w0.rops->wake(rt->w0.reactor);
 }
@@ -1030,11 +1022,9 @@ static void mt_sleep(struct weft__worker *w, int64_t until)
             poll_reactor(w, ms_until(until, now));
             w->next_io = weft__clock() + IO_INTERVAL;
         } else if (until == INT64_MAX) {
-            futex(&w->sleeping, FUTEX_WAIT, 1, NULL);
+            weft__os_wait(&w->sleeping, 1, -1);
         } else if (until > now) {
-            int64_t d = until - now;
-            struct timespec ts = { (time_t)(d / 1000000000), (long)(d % 1000000000) };
-            futex(&w->sleeping, FUTEX_WAIT, 1, &ts);
+            weft__os_wait(&w->sleeping, 1, until - now);
         }
     }
     /* Retract the sleep; if a notifier claimed it meanwhile (sleeping is
@@ -1210,13 +1200,13 @@ static void *worker_main(void *p)
     weft__worker_set(w);
     /* Set up before main runs: weft_run() waits for this. */
     atomic_store_explicit(&w->ready, 1, SEQ);
-    futex(&w->ready, FUTEX_WAKE, 1, NULL);
+    weft__os_wake(&w->ready, 1);
     /* No worker runs a fiber before every worker exists: if a later
      * thread cannot be created, weft_run() fails, and a main_fn already
      * started here would have to be abandoned mid-run. */
     struct weft_rt *rt = w->rt;
     while (atomic_load_explicit(&rt->go, ACQ) == 0)
-        futex(&rt->go, FUTEX_WAIT, 0, NULL);
+        weft__os_wait(&rt->go, 0, -1);
     if (!atomic_load_explicit(&rt->stop, ACQ))
         weft__worker_loop(w);
     weft__worker_caches_flush(w);
@@ -1230,29 +1220,15 @@ int weft__workers_start(struct weft_rt *rt)
     if (rt->nworkers == 1)
         return 0;
     /* The extra workers start with asynchronous signals blocked, as
-     * helper threads should: a process-directed signal then goes to the
-     * thread that called weft_run() or stays pending for a
-     * weft_signal_wait() (signalfd) on any worker. Faults stay unblocked:
-     * a blocked SIGSEGV would kill without the overflow report. */
-    sigset_t block, old;
-    sigfillset(&block);
-    sigdelset(&block, SIGSEGV);
-    sigdelset(&block, SIGBUS);
-    sigdelset(&block, SIGFPE);
-    sigdelset(&block, SIGILL);
-    sigdelset(&block, SIGABRT);
-    sigdelset(&block, SIGTRAP);
-    sigdelset(&block, SIGPIPE);     /* thread-directed: io.c handles it where raised */
-    pthread_sigmask(SIG_BLOCK, &block, &old);
+     * helper threads should (weft__os_thread_start). */
     int err = 0;
     for (unsigned i = 1; i < rt->nworkers && !err; i++) {
-        err = weft__pthread_create(&rt->ws[i]->thread, NULL, worker_main, rt->ws[i]);
+        err = weft__os_thread_start(&rt->ws[i]->thread, worker_main, rt->ws[i]);
         if (err)
             break;
         rt->ws[i]->started = true;
         WEFT__PP(WEFT__PP_WORKER_CREATED, rt->ws[i]);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         /* The ones that started have run nothing yet (they wait for go):
          * they leave at once, and weft_run() fails cleanly. */
@@ -1260,10 +1236,10 @@ int weft__workers_start(struct weft_rt *rt)
     } else {
         for (unsigned i = 1; i < rt->nworkers; i++)
             while (atomic_load_explicit(&rt->ws[i]->ready, SEQ) == 0)
-                futex(&rt->ws[i]->ready, FUTEX_WAIT, 0, NULL);
+                weft__os_wait(&rt->ws[i]->ready, 0, -1);
     }
     atomic_store_explicit(&rt->go, 1, REL);
-    futex(&rt->go, FUTEX_WAKE, INT32_MAX, NULL);
+    weft__os_wake(&rt->go, INT32_MAX);
     if (err) {
         for (unsigned i = 1; i < rt->nworkers; i++)
             if (rt->ws[i]->started)

@@ -34,18 +34,10 @@
  * pool is destroyed.
  */
 #include "internal.h"
-#include "sys.h"
+#include "os.h"
 
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#ifndef MADV_GUARD_INSTALL
-#define MADV_GUARD_INSTALL 102
-#endif
 
 struct weft__chunk {
     struct weft__chunk *next;
@@ -57,24 +49,11 @@ struct weft__chunk {
 
 _Atomic long weft__map_entries_used;
 
-static _Atomic int madvise_guard_ok = -1;     /* -1 not probed, 0 no, 1 yes */
 static _Atomic long map_budget = -1;          /* entries left for mprotect guards */
 static _Atomic int forced_kind;
 
 #define FIRST_CHUNK 16
 #define MAX_CHUNK   1024
-
-size_t weft__page_size(void)
-{
-    /* Runtimes on several threads may ask first at the same time. */
-    static _Atomic size_t page;
-    size_t p = atomic_load_explicit(&page, memory_order_relaxed);
-    if (!p) {
-        p = (size_t)sysconf(_SC_PAGESIZE);
-        atomic_store_explicit(&page, p, memory_order_relaxed);
-    }
-    return p;
-}
 
 size_t weft__stack_round(size_t size)
 {
@@ -96,53 +75,12 @@ static inline void set_count(size_t *c, size_t v)
     __atomic_store_n(c, v, __ATOMIC_RELAXED);
 }
 
-static long read_long_file(const char *path)
-{
-    char buf[64];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    return strtol(buf, NULL, 10);
-}
-
-static long count_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f)
-        return -1;
-    long n = 0;
-    int c;
-    while ((c = getc(f)) != EOF)
-        n += c == '\n';
-    fclose(f);
-    return n;
-}
-
-/* The entries mprotect guards may use: what the kernel allows, less what
- * the process has mapped, less head room for the application to keep
- * growing (an eighth of the limit, at least 4096 entries). */
-static long measure_budget(void)
-{
-    long max = read_long_file("/proc/sys/vm/max_map_count");
-    long used = count_maps();
-    if (max <= 0 || used < 0)
-        return 0;
-    long room = max / 8 > 4096 ? max / 8 : 4096;
-    long left = max - used - room;
-    return left > 0 ? left : 0;
-}
-
 /* Takes `entries` map entries from the budget, or fails without taking any. */
 static int budget_take(long entries)
 {
     long cur = atomic_load(&map_budget);
     if (cur < 0) {
-        long measured = measure_budget();
+        long measured = weft__os_map_budget();
         if (atomic_compare_exchange_strong(&map_budget, &cur, measured))
             cur = measured;
     }
@@ -159,50 +97,9 @@ static void budget_give(long entries)
         atomic_fetch_add(&map_budget, entries);
 }
 
-static int guard_install(char *page, size_t len)
-{
-    return weft__madvise(page, len, MADV_GUARD_INSTALL) == 0 ? 0 : -errno;
-}
-
-/* Whether the kernel refuses to read the page at p, as it must for a
- * guard: 1 yes, 0 no, -1 cannot tell now. The write from p into a pipe
- * faults in the kernel (EFAULT) instead of in this process. */
-static int page_faults(const char *p)
-{
-    int fd[2];
-    if (pipe2(fd, O_CLOEXEC) != 0)
-        return -1;
-    ssize_t n = weft__sys_write(fd[1], p, 1);
-    int err = n < 0 ? errno : 0;
-    weft__sys_close(fd[0]);
-    weft__sys_close(fd[1]);
-    return n == 1 ? 0 : err == EFAULT ? 1 : -1;
-}
-
-/* Whether MADV_GUARD_INSTALL works here; probed once per process on a
- * scratch mapping so that a refusal costs nothing later. A kernel without
- * it says EINVAL. qemu-user says 0 to every madvise it does not pass
- * through and installs nothing (7.2 does that to MADV_GUARD_INSTALL), so
- * the probe also checks that the guard faults: a stack guarded by a no-op
- * would have no protection at all, not even a canary. */
 int weft__stack_madvise_guards(void)
 {
-    int ok = atomic_load(&madvise_guard_ok);
-    if (ok >= 0)
-        return ok;
-    size_t page = weft__page_size();
-    char *p = weft__mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
-        return 0;   /* not known yet: a passing shortage must not disable them for good */
-    int err = guard_install(p, page);
-    int faults = err == 0 ? page_faults(p) : 0;
-    munmap(p, 2 * page);
-    if ((err != 0 && err != -EINVAL) || faults < 0)
-        return 0;   /* likewise (ENOMEM, EAGAIN, EMFILE); only EINVAL means "no such advice" */
-    ok = err == 0 && faults == 1;
-    atomic_store(&madvise_guard_ok, ok);
-    return ok;
+    return weft__os_light_guards();
 }
 
 /* Picks and installs the protection of one slot whose guard page is at g. */
@@ -213,13 +110,13 @@ static int protect_slot(struct weft__pool *p, char *g, struct weft__stack *s)
     int want_madvise = forced ? forced == WEFT__GK_MADVISE : p->policy != WEFT_GUARD_NEVER;
     int want_mprotect = forced ? forced == WEFT__GK_MPROTECT : p->policy != WEFT_GUARD_NEVER;
 
-    if (want_madvise && weft__stack_madvise_guards() && guard_install(g, page) == 0) {
+    if (want_madvise && weft__os_light_guards() && weft__os_light_guard(g, page) == 0) {
         s->guard = WEFT__GK_MADVISE;
         p->n_madvise++;
         return 0;
     }
     if (want_mprotect && budget_take(2)) {
-        if (mprotect(g, page, PROT_NONE) == 0) {
+        if (weft__os_heavy_guard(g, page) == 0) {
             s->guard = WEFT__GK_MPROTECT;
             p->n_mprotect++;
             p->n_entries += 2;
@@ -262,7 +159,7 @@ static void chunk_unmap(struct weft__pool *p, struct weft__chunk *c)
         else if (s->guard == WEFT__GK_CANARY)
             p->n_canary--;
     }
-    munmap(c->base, c->len);
+    weft__os_stack_unmap(c->base, c->len);
     p->n_entries -= (uint64_t)entries;
     atomic_fetch_sub(&weft__map_entries_used, entries);
     budget_give(entries);
@@ -281,15 +178,11 @@ static int chunk_add(struct weft__pool *p, size_t n)
     if (!c)
         return -ENOMEM;
     c->len = n * p->slot_size;
-    c->base = weft__mmap(NULL, c->len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (c->base == MAP_FAILED) {
-        err = -errno;
+    c->base = weft__os_stack_map(c->len, &err);
+    if (!c->base) {
         free(c);
         return err;
     }
-    /* A transparent huge page would turn one touched stack page into 2 MiB. */
-    (void)madvise(c->base, c->len, MADV_NOHUGEPAGE);
     size_t page = weft__page_size();
     c->nslots = 0;
     for (size_t i = 0; i < n; i++) {
@@ -305,7 +198,7 @@ static int chunk_add(struct weft__pool *p, size_t n)
         c->nslots++;
     }
     if (c->nslots == 0) {
-        munmap(c->base, c->len);
+        weft__os_stack_unmap(c->base, c->len);
         free(c);
         return err ? err : -ENOMEM;
     }
@@ -384,22 +277,13 @@ int weft__stack_get(struct weft__pool *p, struct weft__stack **out)
 
 size_t weft__stack_used(const struct weft__stack *s)
 {
-    /* mincore() tells which pages are resident without touching them; the
-     * lowest resident page bounds how deep the stack went. */
-    size_t page = weft__page_size(), npages = s->size / page;
-    unsigned char vec[256];
-    /* A canary stack's lowest page holds the canary word, resident
-     * whatever the fiber did; an overflow into it is the canary's to report. */
-    size_t start = s->guard == WEFT__GK_CANARY ? 1 : 0;
-    for (size_t first = start; first < npages; first += sizeof vec) {
-        size_t n = npages - first < sizeof vec ? npages - first : sizeof vec;
-        if (mincore(s->lo + first * page, n * page, vec) != 0)
-            return 0;
-        for (size_t i = 0; i < n; i++)
-            if (vec[i] & 1)
-                return s->size - (first + i) * page;
-    }
-    return 0;
+    /* The lowest page in use bounds how deep the stack went. A canary
+     * stack's lowest page holds the canary word, in use whatever the fiber
+     * did; an overflow into it is the canary's to report. */
+    size_t page = weft__page_size();
+    size_t start = s->guard == WEFT__GK_CANARY ? page : 0;
+    size_t low = weft__os_lowest_resident(s->lo + start, s->size - start);
+    return low == SIZE_MAX ? 0 : s->size - start - low;
 }
 
 void weft__stack_put(struct weft__pool *p, struct weft__stack *s)
@@ -410,7 +294,7 @@ void weft__stack_put(struct weft__pool *p, struct weft__stack *s)
         size_t used = weft__stack_used(s);
         if (used > p->high_water)
             p->high_water = used;
-        (void)madvise(s->lo, s->size, MADV_DONTNEED);
+        weft__os_stack_decommit(s->lo, s->size);
     }
     s->in_use = 0;
     p->free[p->nfree] = s;
@@ -426,7 +310,7 @@ size_t weft__pool_trim(struct weft__pool *p)
         size_t upto = idle - keep;
         for (size_t i = p->ncold; i < upto; i++) {
             struct weft__stack *s = p->free[i];
-            (void)madvise(s->lo, s->size, MADV_DONTNEED);
+            weft__os_stack_decommit(s->lo, s->size);
             trimmed++;
         }
         if (upto > p->ncold)

@@ -1,4 +1,4 @@
-/* check_hook.c - tests of libweft_hook (src/hook.c): each hooked libc call
+/* check_hook.c - tests of libweft_hook (src/unix/hook.c): each hooked libc call
  * inside and outside fibers, on blocking and user-non-blocking descriptors,
  * with SO_RCVTIMEO/SO_SNDTIMEO deadlines, cancellation and close.
  *

@@ -1,4 +1,4 @@
-/* check_io.c - tests of the descriptor calls (src/io.c) over real pipes,
+/* check_io.c - tests of the descriptor calls (src/unix/io.c) over real pipes,
  * socketpairs and loopback TCP/UDP sockets.
  *
  * Every suite runs twice under CTest, once per reactor backend

@@ -1,4 +1,4 @@
-/* check_net.c - tests of the socket conveniences (src/net.c): address
+/* check_net.c - tests of the socket conveniences (src/unix/net.c): address
  * parsing (malformed input must be -EINVAL, never a crash or a bind
  * somewhere else), names through the offload pool, IPv6, SO_REUSEPORT,
  * Unix sockets, connect deadlines and weft_local_addr. Runs on both

@@ -1,10 +1,10 @@
-/* check_signal.c - tests of weft_signal_wait (src/signal.c): delivery,
+/* check_signal.c - tests of weft_signal_wait (src/unix/signal.c): delivery,
  * deadline, cancellation, argument errors, and that the signal mask is
  * restored once nobody waits, and a pinned waiter under one and two
  * workers. Runs on both reactor backends.
  *
  * Several workers (WEFT_WORKERS=2): weft_signal_wait blocks and reads on
- * worker 0, the thread that called weft_run() (see src/signal.c). The
+ * worker 0, the thread that called weft_run() (see src/unix/signal.c). The
  * masks these tests check, and the ones they change by hand, are that
  * thread's, so their bodies first move to worker 0 (on_w0(); a no-op with
  * one worker).

@@ -1,6 +1,6 @@
 /* fuzz_addr.c - libFuzzer target for the "host:port" parser behind
  * weft_tcp_listen, weft_tcp_connect and weft_udp_bind (resolve() in
- * src/net.c).
+ * src/unix/net.c).
  *
  * net.c is compiled into this file so the static parser is reachable
  * without widening the library's internal interface. Its few links to the
@@ -9,7 +9,7 @@
  * deterministic. Checked: no memory error (ASan), and every result is in
  * the documented set with a well-formed address list.
  */
-#include "net.c"
+#include "unix/net.c"
 
 #include <stdlib.h>
 

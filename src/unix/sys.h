@@ -1,6 +1,6 @@
 /* sys.h - the raw system calls io.c makes on descriptors (private).
  *
- * Why: libweft_hook (src/hook.c) interposes the libc names read, recv,
+ * Why: libweft_hook (src/unix/hook.c) interposes the libc names read, recv,
  * send, poll, close, fcntl, ... When it is loaded, a call from libweft to
  * those names through the PLT would land in the hook, which inside a fiber
  * calls back into weft: infinite recursion, or the user's O_NONBLOCK

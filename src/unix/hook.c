@@ -6,7 +6,7 @@
  * Real functions. Every hooked name is resolved once, in a constructor, with
  * dlsym(RTLD_NEXT); a call that arrives before the constructor (from another
  * library's constructor) resolves its own name on the spot. libweft never
- * calls these names on its fiber paths (src/sys.h), so nothing recurses.
+ * calls these names on its fiber paths (src/unix/sys.h), so nothing recurses.
  *
  * Outside a fiber every hook is a tail call to the real function with the
  * same arguments: same result, same errno. The only state a hook keeps is
