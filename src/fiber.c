@@ -109,7 +109,10 @@ weft_fiber *weft__fiber_handle(const struct weft__fiber *f)
     return (weft_fiber *)(uintptr_t)(((uint64_t)f->gen << 32) | ((uint64_t)f->index + 1));
 }
 
-struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h)
+/* The verbs below call the inlined forms: spawn+join is a hot pair, and
+ * a call per step costs more than the steps (measured with callgrind). */
+__attribute__((always_inline)) static inline struct weft__fiber *
+fiber_decode(struct weft_rt *rt, const weft_fiber *h)
 {
     uint64_t v = (uint64_t)(uintptr_t)h;
     uint32_t low = (uint32_t)v, gen = (uint32_t)(v >> 32);
@@ -123,6 +126,11 @@ struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h)
     if (f->gen != gen || atomic_load_explicit(&f->state, memory_order_relaxed) == WEFT__F_FREE)
         return NULL;
     return f;
+}
+
+struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h)
+{
+    return fiber_decode(rt, h);
 }
 
 /* The caller holds the pool lock (several workers). */
@@ -434,8 +442,9 @@ static bool handle_current(const struct weft__fiber *f, const weft_fiber *h)
            atomic_load_explicit(&f->state, memory_order_relaxed) != WEFT__F_FREE;
 }
 
-int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg,
-                uint8_t flags, struct weft__fiber **out)
+__attribute__((always_inline)) static inline int
+spawn_fiber(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg, uint8_t flags,
+            struct weft__fiber **out)
 {
     struct weft_rt *rt = w->rt;
     struct weft__fiber *f;
@@ -473,6 +482,12 @@ int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *a
     return 0;
 }
 
+int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg,
+                uint8_t flags, struct weft__fiber **out)
+{
+    return spawn_fiber(w, attr, fn, arg, flags, out);
+}
+
 /* ------------------------------------------------------------- public verbs */
 
 void weft_attr_init(weft_attr *attr)
@@ -492,7 +507,7 @@ int weft_spawn(weft_fiber **fp, const weft_attr *attr, weft_fn fn, void *arg)
     if (!fn)
         return -EINVAL;
     struct weft__fiber *f;
-    int err = weft__spawn(w, attr, (void *)fn, arg, fp ? 0 : WEFT__FL_DETACHED, &f);
+    int err = spawn_fiber(w, attr, (void *)fn, arg, fp ? 0 : WEFT__FL_DETACHED, &f);
     if (err)
         return err;
     f->spawn_site = __builtin_return_address(0);
@@ -528,7 +543,7 @@ int weft_join(weft_fiber *h, void **result, int64_t deadline)
     struct weft__fiber *self = weft__self(w);
     if (!self)
         return -EPERM;
-    struct weft__fiber *f = weft__fiber_decode(w->rt, h);
+    struct weft__fiber *f = fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
     WEFT__PP(WEFT__PP_HANDLE, f);
@@ -571,7 +586,7 @@ int weft_detach(weft_fiber *h)
     struct weft__worker *w = weft__worker();
     if (!weft__self(w))
         return -EPERM;
-    struct weft__fiber *f = weft__fiber_decode(w->rt, h);
+    struct weft__fiber *f = fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
     WEFT__PP(WEFT__PP_HANDLE, f);
@@ -599,7 +614,7 @@ int weft_cancel(weft_fiber *h)
     struct weft__worker *w = weft__worker();
     if (!weft__self(w))
         return -EPERM;
-    struct weft__fiber *f = weft__fiber_decode(w->rt, h);
+    struct weft__fiber *f = fiber_decode(w->rt, h);
     if (!f)
         return -ESRCH;
     WEFT__PP(WEFT__PP_HANDLE, f);
