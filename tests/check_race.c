@@ -38,6 +38,16 @@ static int wait_flag(_Atomic int *flag, int ms)
     return atomic_load(flag);
 }
 
+/* The same from a fiber that must keep its worker's thread: spins
+ * without switching, so nothing else runs on that worker meanwhile. */
+static int spin_flag(_Atomic int *flag, int ms)
+{
+    int64_t end = mono_ns() + (int64_t)ms * 1000000;
+    while (!atomic_load(flag) && mono_ns() < end)
+        ;
+    return atomic_load(flag);
+}
+
 /* The same from a fiber: sleeps in steps, so its worker stays free. */
 static int fiber_wait_flag(_Atomic int *flag, int ms)
 {
@@ -260,9 +270,7 @@ static void *lifo_waker(void *arg)
      * that it heads for sleep again past the armed point. Then spin (no
      * switch) until it is held there. */
     ck_assert_int_eq(weft_spawn(NULL, NULL, pinned_child, NULL), 0);
-    int64_t end = mono_ns() + 1000000000;
-    while (!atomic_load(&l_idle_held) && mono_ns() < end)
-        ;
+    spin_flag(&l_idle_held, 1000);
     l_woken_at = mono_ns();
     ck_assert_int_eq(weft_sem_release(&l_sem), 0);  /* into this worker's LIFO slot */
     /* Block this worker's thread: only the other worker can run it now. */
@@ -604,9 +612,7 @@ static void *oc_parker(void *arg)
 static void *oc_waker(void *arg)
 {
     (void)arg;
-    int64_t end = mono_ns() + 2000000000;
-    while (!atomic_load(&oc_held) && mono_ns() < end)
-        ;               /* spin on another worker until the hold began */
+    spin_flag(&oc_held, 2000);     /* on another worker, until the hold began */
     weft_sem_release(&oc_sem);
     return NULL;
 }
