@@ -68,11 +68,14 @@ int weft__os_heavy_guard(char *page, size_t len)
 
 /* Whether the kernel refuses to read the page at p, as it must for a
  * guard: 1 yes, 0 no, -1 cannot tell now. The write from p into a pipe
- * faults in the kernel (EFAULT) instead of in this process. */
+ * faults in the kernel (EFAULT) instead of in this process. Every call is
+ * the raw system call: a hooked libc (libweft_hook) must not see these
+ * descriptors, nor ThreadSanitizer, which would otherwise see a pipe
+ * opened and never closed and report the number's next owner as a race. */
 static int page_faults(const char *p)
 {
     int fd[2];
-    if (pipe2(fd, O_CLOEXEC) != 0)
+    if (weft__sys_pipe2(fd, O_CLOEXEC) != 0)
         return -1;
     ssize_t n = weft__sys_write(fd[1], p, 1);
     int err = n < 0 ? errno : 0;

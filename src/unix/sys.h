@@ -95,6 +95,11 @@ static inline int weft__sys_poll0(struct pollfd *p, nfds_t n)
 #endif
 }
 
+static inline int weft__sys_pipe2(int fd[2], int flags)
+{
+    return (int)syscall(SYS_pipe2, fd, flags);
+}
+
 static inline int weft__sys_close(int fd)
 {
     return (int)syscall(SYS_close, fd);
