@@ -500,6 +500,10 @@ static const int inv_workers[] = { 2, 4 };
  * wake-up lost anywhere (park, wake, notify, the idle workers' sleep)
  * leaves one of them waiting out its deadline. */
 enum { PAIRS = 8, ROUNDS = 300 };
+/* Each wait is bounded below the once-a-second wake-ups (the stack trim
+ * tick) that would otherwise cover for a lost one: a wait that needed
+ * such a tick to end counts as lost. */
+#define PP_WAIT_MS 900
 
 struct pair {
     weft_sem a, b;
@@ -512,12 +516,12 @@ static void *ping(void *p)
     struct pair *pr = p;
     for (int i = 0; i < ROUNDS; i++) {
         weft_sem_release(&pr->a);
-        if (weft_sem_acquire(&pr->b, weft_deadline_ms(5000)) != 0)
+        if (weft_sem_acquire(&pr->b, weft_deadline_ms(PP_WAIT_MS)) != 0)
             atomic_fetch_add(&pr->timeouts, 1);
         int v = i;
-        if (weft_chan_send(pr->ca, &v, weft_deadline_ms(5000)) != 0)
+        if (weft_chan_send(pr->ca, &v, weft_deadline_ms(PP_WAIT_MS)) != 0)
             atomic_fetch_add(&pr->timeouts, 1);
-        if (weft_chan_recv(pr->cb, &v, weft_deadline_ms(5000)) != 0 || v != i)
+        if (weft_chan_recv(pr->cb, &v, weft_deadline_ms(PP_WAIT_MS)) != 0 || v != i)
             atomic_fetch_add(&pr->timeouts, 1);
     }
     return NULL;
@@ -527,13 +531,13 @@ static void *pong(void *p)
 {
     struct pair *pr = p;
     for (int i = 0; i < ROUNDS; i++) {
-        if (weft_sem_acquire(&pr->a, weft_deadline_ms(5000)) != 0)
+        if (weft_sem_acquire(&pr->a, weft_deadline_ms(PP_WAIT_MS)) != 0)
             atomic_fetch_add(&pr->timeouts, 1);
         weft_sem_release(&pr->b);
         int v;
-        if (weft_chan_recv(pr->ca, &v, weft_deadline_ms(5000)) != 0)
+        if (weft_chan_recv(pr->ca, &v, weft_deadline_ms(PP_WAIT_MS)) != 0)
             atomic_fetch_add(&pr->timeouts, 1);
-        if (weft_chan_send(pr->cb, &v, weft_deadline_ms(5000)) != 0)
+        if (weft_chan_send(pr->cb, &v, weft_deadline_ms(PP_WAIT_MS)) != 0)
             atomic_fetch_add(&pr->timeouts, 1);
     }
     return NULL;
