@@ -181,7 +181,12 @@ static void put_code_address(FILE *out, const char *what, const void *addr)
         fprintf(out, "%s%p", what, addr);
 }
 
-static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
+/* With several workers the other fibers run while this reads them: a
+ * dump is a snapshot in which a running fiber's wait fields may be half
+ * updated. The reads are so left to TSan's blind side (they are racy by
+ * design and harmless: every pointer read is loaded once and checked),
+ * rather than making every park pay atomic stores for the dump's sake. */
+WEFT__NO_TSAN static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
 {
     fprintf(out, "  fiber %llu \"%s\" %s", (unsigned long long)f->id, f->name,
             state_names[atomic_load_explicit(&f->state, memory_order_relaxed)]);
@@ -189,24 +194,25 @@ static void dump_fiber(FILE *out, const struct weft__fiber *f, int64_t now)
         fprintf(out, " (cancelled)");
     if (f->state == WEFT__F_PARKED) {
         int k = f->wait.kind >= 0 && f->wait.kind < WEFT__W_KINDS ? f->wait.kind : 0;
+        const void *obj = f->wait.obj;
         fprintf(out, " on %s", wait_names[k] ? wait_names[k] : "?");
         if (k == WEFT__W_FD)
             fprintf(out, " %d (%s)", (int)(intptr_t)f->wait.obj,
                     f->wait.detail & WEFT_WRITE ? "write" : "read");
-        else if (k == WEFT__W_JOIN && f->wait.obj)
-            fprintf(out, " of fiber %llu",
-                    (unsigned long long)((const struct weft__fiber *)f->wait.obj)->id);
-        else if (f->wait.obj)
-            fprintf(out, " %p", f->wait.obj);
+        else if (k == WEFT__W_JOIN && obj)
+            fprintf(out, " of fiber %llu", (unsigned long long)((const struct weft__fiber *)obj)->id);
+        else if (obj)
+            fprintf(out, " %p", obj);
         fprintf(out, " for %.1f ms", (double)(now - f->wait.since) / 1e6);
         if (f->wait.deadline != WEFT_FOREVER)
             fprintf(out, ", deadline in %.1f ms", (double)(f->wait.deadline - now) / 1e6);
     }
-    if (f->stack) {
-        fprintf(out, ", %zu KiB stack%s", f->stack->size / 1024,
-                f->stack->guard == WEFT__GK_CANARY ? " (canary)" : "");
-        if (f->stack->pool->measure)
-            fprintf(out, " (%zu KiB used)", weft__stack_used(f->stack) / 1024);
+    const struct weft__stack *st = f->stack;     /* an exit may clear it meanwhile */
+    if (st) {
+        fprintf(out, ", %zu KiB stack%s", st->size / 1024,
+                st->guard == WEFT__GK_CANARY ? " (canary)" : "");
+        if (st->pool->measure)
+            fprintf(out, " (%zu KiB used)", weft__stack_used(st) / 1024);
     }
     if (f->state != WEFT__F_SCHED) {
         fprintf(out, ", worker %u%s, ", f->w ? f->w->index : 0,
