@@ -64,6 +64,12 @@ enum weft__pp {
     /* io.c: a short read on a stream socket, before the drained-read
      * decision (arg: the descriptor, as intptr_t) */
     WEFT__PP_DRAINED_READ,
+    /* runtime.c: weft_post took a reference to the runtime, before it
+     * looks at the runtime (arg: the runtime) */
+    WEFT__PP_POST_REF,
+    /* runtime.c: a finished runtime closed its handle slot, before it
+     * waits for the references taken earlier (arg: the runtime) */
+    WEFT__PP_RT_CLOSED,
     WEFT__PP_COUNT
 };
 

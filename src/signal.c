@@ -97,7 +97,7 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
         return -ECANCELED;
 
     /* Several workers: move to worker 0 for the call (see the top). */
-    struct weft_rt *rt = self->rt;
+    struct weft__rt *rt = self->rt;
     struct weft__worker *prev_home = self->home;
     if (rt->mt) {
         self->home = &rt->w0;

@@ -111,7 +111,7 @@ def _registry():
     try:
         # The cast also serves a library built without -g, where the symbol
         # is there but its type is not ("has unknown type").
-        head = gdb.parse_and_eval("*(struct weft_rt **)&weft__registry")
+        head = gdb.parse_and_eval("*(struct weft__rt **)&weft__registry")
     except gdb.error:
         raise WeftError("weft: no symbol weft__registry: is this a weft program "
                         "(with symbols), and has its library been loaded yet?")

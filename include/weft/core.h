@@ -73,21 +73,29 @@ WEFT_API void weft_config_init(weft_config *cfg);
  * Returns 0 once everything has finished and every resource is released, or:
  *  -EINVAL   main_fn is NULL, or a field of cfg is out of range
  *  -EDEADLK  called from inside a fiber (a runtime cannot nest on a worker)
- *  -ENOMEM, -EMFILE, -EAGAIN, ...  the runtime could not be set up
+ *  -EAGAIN   256 runtimes run already (or a worker thread could not be made)
+ *  -ENOMEM, -EMFILE, ...  the runtime could not be set up
  */
 WEFT_API int weft_run(const weft_config *cfg, void (*main_fn)(void *arg), void *arg);
 
+/* A runtime's handle. Not a pointer to the runtime: a value that stays
+ * safe to pass after the runtime has finished (calls then return
+ * -ESHUTDOWN), from any thread. */
 typedef struct weft_rt weft_rt;
 
-/** The runtime of the calling fiber, or NULL outside any fiber. */
+/** The handle of the calling fiber's runtime, or NULL outside any fiber.
+ * It is the same value for the runtime's whole life. */
 WEFT_API weft_rt *weft_runtime(void);
 
 /**
  * weft_post - start fn(arg) as a new detached fiber of rt. Thread-safe and
  * callable from any OS thread, inside the runtime or not (a signal handler
- * excepted). rt must still be running: the caller keeps it alive.
- * Returns 0, or -EINVAL (rt or fn NULL), -ENOMEM, or -ESHUTDOWN once the
- * runtime has finished. A post accepted while the runtime is shutting down
+ * excepted), also after rt has finished.
+ * Returns 0, or:
+ *  -EINVAL     rt or fn NULL, or rt not a runtime handle
+ *  -ESHUTDOWN  the runtime has finished, or is returning from weft_run
+ *  -ENOMEM     no memory for the request
+ * A post accepted while the runtime is shutting down (main_fn returned)
  * still runs, in a fiber that starts cancelled.
  */
 WEFT_API int weft_post(weft_rt *rt, void (*fn)(void *arg), void *arg);
