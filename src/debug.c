@@ -244,6 +244,7 @@ static const char *const wait_names[WEFT__W_KINDS] = {
     [WEFT__W_FD] = "fd", [WEFT__W_CHAN] = "channel", [WEFT__W_SELECT] = "select",
     [WEFT__W_MUTEX] = "mutex", [WEFT__W_COND] = "cond", [WEFT__W_SEM] = "semaphore",
     [WEFT__W_WG] = "wait group", [WEFT__W_OFFLOAD] = "offload", [WEFT__W_SIGNAL] = "signal",
+    [WEFT__W_SHUTDOWN] = "shutdown",
 };
 
 /* A code address with its symbol when the dynamic linker knows one (a

@@ -29,6 +29,7 @@
 #include "sanitizer.h"
 #include "stack.h"
 #include "timer.h"
+#include "waitq.h"
 
 #define weft__likely(x)   __builtin_expect(!!(x), 1)
 #define weft__unlikely(x) __builtin_expect(!!(x), 0)
@@ -63,7 +64,7 @@ enum weft__fflag {
 enum weft__wait_kind {
     WEFT__W_NONE = 0, WEFT__W_SLEEP, WEFT__W_JOIN, WEFT__W_FD, WEFT__W_CHAN,
     WEFT__W_SELECT, WEFT__W_MUTEX, WEFT__W_COND, WEFT__W_SEM, WEFT__W_WG,
-    WEFT__W_OFFLOAD, WEFT__W_SIGNAL, WEFT__W_KINDS
+    WEFT__W_OFFLOAD, WEFT__W_SIGNAL, WEFT__W_SHUTDOWN, WEFT__W_KINDS
 };
 
 struct weft__fiber;
@@ -234,6 +235,11 @@ struct weft__rt {
     bool post_closed;
     /* process-wide registry of running runtimes (stats, dump) */
     struct weft__rt *reg_next, *reg_prev;
+    /* weft_rt_shutdown (runtime.c): asked (any thread, signal handlers);
+     * then told: a worker has woken the waiters (under shutdown_lock) */
+    _Atomic bool shutdown_asked, shutdown_told;
+    weft__lockword shutdown_lock;
+    struct weft__wq shutdown_waiters;
     unsigned slot;                   /* its slot in the handle table (runtime.c) */
     weft_rt *handle;                 /* what weft_runtime() gives users */
 };
@@ -352,6 +358,20 @@ bool weft__post_close_if_done(struct weft__rt *rt);
 /* Thread-safe weft__wake() for threads outside the runtime (offload helpers,
  * signal threads): queues n and wakes the worker, which wakes n->f. */
 void weft__wake_remote(struct weft__rt *rt, struct weft__rnode *n);
+/* A worker's loop calls it on every pass: once weft_rt_shutdown() was
+ * asked, wakes the fibers in weft_rt_shutdown_wait(). */
+void weft__shutdown_tell(struct weft__worker *w);
+static inline bool weft__shutdown_untold(struct weft__rt *rt)
+{
+    return weft__unlikely(atomic_load_explicit(&rt->shutdown_asked, memory_order_acquire)) &&
+           !atomic_load_explicit(&rt->shutdown_told, memory_order_relaxed);
+}
+/* signal.c: the SIGINT/SIGTERM handler of weft_config.shutdown_on_signals,
+ * installed while at least one such runtime runs. */
+int  weft__shutdown_signals_install(void);
+void weft__shutdown_signals_uninstall(void);
+/* weft_rt_shutdown on a runtime the caller holds a reference to. */
+void weft__rt_shutdown(struct weft__rt *rt);
 /* Head of the running runtimes, linked through reg_next; tools/weft-gdb.py
  * reads it by name, so keep the name and the links. */
 extern struct weft__rt *weft__registry;

@@ -28,6 +28,26 @@
  * that run at once (weft_run returns -EAGAIN beyond it); slots are handed
  * out round-robin, so a handle's generation is also unlikely to be reused
  * soon.
+ *
+ * Shutdown. weft_rt_shutdown() may run in a signal handler, so it only
+ * does what is async-signal-safe: it takes a reference, sets
+ * shutdown_asked and wakes the reactor (a raw write to an eventfd or a
+ * pipe). The fibers in weft_rt_shutdown_wait() are woken by a worker, in
+ * its loop, which looks at the flag on every pass (weft__shutdown_tell).
+ * No waiter is left behind, by two arguments:
+ *  - a waiter reads shutdown_asked and queues itself under shutdown_lock,
+ *    and the worker that tells sets shutdown_told and wakes the queue
+ *    under the same lock, after reading the flag with acquire. So either
+ *    the teller finds the waiter queued (and PARKED: the waiter parks
+ *    passing the lock), or the waiter's read comes after the teller's
+ *    unlock and sees the flag, and does not wait;
+ *  - a worker cannot sleep through the flag: the flag is stored before
+ *    the reactor is woken, and every worker looks at it after each poll
+ *    of the reactor and before it sleeps (the top of its loop, and the
+ *    idle workers' last look, work_visible in sched.c). A wake-up that a
+ *    non-blocking poll consumed is followed by a pass through the loop.
+ * Nothing here cancels anything: a program decides what shutting down
+ * means (docs/guide.md, "Shutting down").
  */
 #include "internal.h"
 
@@ -81,6 +101,7 @@ void weft_config_init(weft_config *cfg)
     cfg->reactor = WEFT_REACTOR_AUTO;
     cfg->dump_on_sigquit = 0;
     cfg->stack_high_water = 0;
+    cfg->shutdown_on_signals = 0;
 }
 
 weft_rt *weft_runtime(void)
@@ -159,6 +180,100 @@ static void slot_close(struct weft__rt *rt)
             nanosleep(&ts, NULL);
         }
     }
+}
+
+/* ------------------------------------------------------------- shutdown */
+
+void weft__rt_shutdown(struct weft__rt *rt)
+{
+    if (atomic_exchange_explicit(&rt->shutdown_asked, true, memory_order_seq_cst))
+        return;                     /* asked before: nothing more to do */
+    WEFT__PP(WEFT__PP_SHUTDOWN_ASKED, rt);
+    int saved = errno;              /* signal handlers must keep errno */
+    rt->w0.rops->wake(rt->w0.reactor);
+    errno = saved;
+}
+
+int weft_rt_shutdown(weft_rt *h)
+{
+    if (!h)
+        return -EINVAL;
+    int err;
+    struct weft__rt *rt = weft__rt_acquire(h, &err);
+    if (!rt)
+        return err;
+    weft__rt_shutdown(rt);
+    weft__rt_release(rt);
+    return 0;
+}
+
+int weft_rt_shutdown_requested(weft_rt *h)
+{
+    struct weft__rt *rt;
+    if (!h) {
+        struct weft__worker *w = weft__worker();
+        if (!weft__self(w))
+            return -EPERM;
+        return atomic_load_explicit(&w->rt->shutdown_asked, memory_order_relaxed);
+    }
+    int err;
+    if (!(rt = weft__rt_acquire(h, &err)))
+        return err;
+    int asked = atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed);
+    weft__rt_release(rt);
+    return asked;
+}
+
+void weft__shutdown_tell(struct weft__worker *w)
+{
+    struct weft__rt *rt = w->rt;
+    weft__lock(w, &rt->shutdown_lock);
+    if (!atomic_load_explicit(&rt->shutdown_told, memory_order_relaxed)) {
+        atomic_store_explicit(&rt->shutdown_told, true, memory_order_relaxed);
+        struct weft__wnode *n;
+        while ((n = weft__wq_pop(&rt->shutdown_waiters)))
+            weft__wake(n->f, 0);
+    }
+    weft__unlock(w, &rt->shutdown_lock);
+}
+
+/* The wait's unlink (timeout, cancellation): off the queue if still on it. */
+static bool shutdown_unlink(struct weft__fiber *f)
+{
+    struct weft__wnode *n = f->wait_data;
+    struct weft__rt *rt = f->rt;
+    struct weft__worker *w = f->w;
+    weft__lock(w, &rt->shutdown_lock);
+    bool queued = n->q != NULL;
+    if (queued)
+        weft__wq_remove(n);
+    weft__unlock(w, &rt->shutdown_lock);
+    return queued;
+}
+
+int weft_rt_shutdown_wait(int64_t deadline)
+{
+    struct weft__worker *w = weft__worker();
+    struct weft__fiber *self = weft__self(w);
+    if (!self)
+        return -EPERM;
+    struct weft__rt *rt = w->rt;
+    weft__lock(w, &rt->shutdown_lock);
+    if (atomic_load_explicit(&rt->shutdown_asked, memory_order_seq_cst)) {
+        weft__unlock(w, &rt->shutdown_lock);
+        return 0;
+    }
+    WEFT__PP(WEFT__PP_SHUTDOWN_WAIT, self);
+    struct weft__wnode node = { .f = self };
+    weft__wq_push(&rt->shutdown_waiters, &node);
+    self->wait.kind = WEFT__W_SHUTDOWN;
+    self->wait.obj = rt;
+    self->wait.unlink = shutdown_unlink;
+    self->wait_data = &node;
+    int r = weft__park(w, self, deadline, &rt->shutdown_lock);
+    self->wait_data = NULL;
+    weft__must(node.q == NULL, "a shutdown waiter was left queued");
+    return r;
 }
 
 int weft__registry_add(struct weft__rt *rt)
@@ -563,9 +678,20 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
             pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
         return err;
     }
+    if (c.shutdown_on_signals && (err = weft__shutdown_signals_install()) != 0) {
+        weft__registry_remove(rt);
+        weft__worker_set(NULL);
+        weft__fault_uninstall();
+        rt_free(rt);
+        if (c.dump_on_sigquit)
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+        return err;
+    }
     if ((err = weft__workers_start(rt)) != 0) {
         /* main never ran: take it back down by hand. */
         weft__registry_remove(rt);
+        if (c.shutdown_on_signals)
+            weft__shutdown_signals_uninstall();
         weft__worker_set(NULL);
         weft__fault_uninstall();
         rt_free(rt);
@@ -576,6 +702,8 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     weft__worker_loop(w);
     weft__workers_join(rt);
     weft__registry_remove(rt);
+    if (c.shutdown_on_signals)
+        weft__shutdown_signals_uninstall();
     weft__worker_set(NULL);
     weft__fault_uninstall();
     rt_free(rt);

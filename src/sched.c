@@ -843,6 +843,8 @@ static void st_loop(struct weft__worker *w)
         w->now = now;
         run_timers(w, now);
         int64_t io_due = weft__io_tick(w, now);
+        if (weft__shutdown_untold(rt))
+            weft__shutdown_tell(w);
         if (atomic_load_explicit(&rt->post_count, memory_order_relaxed))
             weft__post_drain(rt);
         if (now >= next_trim) {
@@ -966,7 +968,7 @@ static bool work_visible(struct weft__worker *w)
     struct weft__rt *rt = w->rt;
     if (atomic_load_explicit(&rt->inj_n, SEQ) || atomic_load_explicit(&w->inbox_n, SEQ) ||
         atomic_load_explicit(&rt->post_count, SEQ) || mt_has_local(w) ||
-        atomic_load_explicit(&rt->stop, SEQ))
+        atomic_load_explicit(&rt->stop, SEQ) || weft__shutdown_untold(rt))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct weft__worker *v = rt->ws[i];
@@ -1120,6 +1122,8 @@ static void mt_loop(struct weft__worker *w)
         w->now = now;
         run_timers(w, now);
         int64_t io_due = weft__io_tick(w, now);
+        if (weft__shutdown_untold(rt))
+            weft__shutdown_tell(w);
         if (atomic_load_explicit(&rt->post_count, RLX) && mt_backlog(w) < WEFT__RQ_SIZE)
             weft__post_drain(rt);
         inbox_drain(w);

@@ -520,6 +520,70 @@ START_TEST(test_runtime_freed_after_references)
 }
 END_TEST
 
+/* ---- 9. a shutdown asked while a waiter decides to wait is not missed */
+
+static _Atomic int sw_held, sw_asked;
+static int sw_result;
+static int64_t sw_took_ms;
+
+static void shutwait_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    if (pp == WEFT__PP_SHUTDOWN_WAIT && !atomic_exchange(&sw_held, 1)) {
+        /* The waiter found no shutdown asked and is about to queue: let a
+         * plain thread ask, and a worker tell, before it does. */
+        wait_flag(&sw_asked, 2000);
+        struct timespec ts = { 0, 5000000 };
+        nanosleep(&ts, NULL);
+    } else if (pp == WEFT__PP_SHUTDOWN_ASKED) {
+        atomic_store(&sw_asked, 1);
+    }
+}
+
+static void *sw_asker(void *h)
+{
+    wait_flag(&sw_held, 2000);
+    weft_rt_shutdown(h);
+    return NULL;
+}
+
+static void *sw_waiter(void *arg)
+{
+    (void)arg;
+    int64_t t0 = mono_ns();
+    sw_result = weft_rt_shutdown_wait(weft_deadline_ms(3000));
+    sw_took_ms = (mono_ns() - t0) / 1000000;
+    return NULL;
+}
+
+static void shutwait_main(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, sw_asker, weft_runtime()), 0);
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, NULL, sw_waiter, NULL), 0);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+    pthread_join(th, NULL);
+}
+
+START_TEST(test_shutdown_wait_not_missed)
+{
+    atomic_store(&sw_held, 0);
+    atomic_store(&sw_asked, 0);
+    sw_result = 1;
+    hook_set(shutwait_hook);
+    weft_config c = workers_cfg(_i + 1);     /* 1 and 2 workers */
+    run_in_runtime(&c, shutwait_main, NULL);
+    hook_set(NULL);
+    ck_assert_msg(atomic_load(&sw_held) && atomic_load(&sw_asked),
+                  "the interleaving was not reached");
+    ck_assert_int_eq(sw_result, 0);
+    ck_assert_msg(sw_took_ms < 1000, "the waiter waited %lld ms for a shutdown asked at once",
+                  (long long)sw_took_ms);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------
  * Invariants under chaos. Each runs with 2 and with 4 workers while chaos
  * mode delays a share of every preemption point (the seed is WEFT_CHAOS's
@@ -916,6 +980,7 @@ int main(void)
     TCase *inv = tcase_create("invariants");
     tcase_set_timeout(inv, 120);
     tcase_add_loop_test(tc, test_runtime_freed_after_references, 0, 2);
+    tcase_add_loop_test(tc, test_shutdown_wait_not_missed, 0, 2);
     suite_add_tcase(s, tc);
     tcase_add_loop_test(inv, test_chaos_no_lost_wakeup, 0, 2);
     tcase_add_loop_test(inv, test_resume_waits_for_switch_away, 0, 2);

@@ -71,7 +71,7 @@ _ENUM_FALLBACK = {
     "enum weft__fstate": ["free", "runnable", "running", "parked", "exiting",
                           "done", "sched"],
     "enum weft__wait_kind": ["none", "sleep", "join", "fd", "chan", "select", "mutex",
-                             "cond", "sem", "wg", "offload", "signal"],
+                             "cond", "sem", "wg", "offload", "signal", "shutdown"],
     "enum weft__fflag": {1: "detached", 2: "cancelled", 4: "main", 8: "pinned",
                          16: "voidfn"},
     "enum weft__guard_kind": {1: "madvise", 2: "mprotect", 3: "canary"},

@@ -56,6 +56,10 @@ typedef struct weft_config {
     int    stack_high_water; /* 1: measure how deep each fiber's stack went
                                 (weft_dump, weft_stats.stack_high_water); costs
                                 a syscall and page faults per spawn: debugging only */
+    int    shutdown_on_signals; /* 1: SIGINT and SIGTERM call weft_rt_shutdown()
+                                on this runtime instead of ending the process
+                                (a handler is installed while it runs; the
+                                previous dispositions come back afterwards) */
 } weft_config;
 
 /** Fills *cfg with the defaults (one worker, 256 KiB stacks, AUTO guard). */
@@ -99,6 +103,37 @@ WEFT_API weft_rt *weft_runtime(void);
  * still runs, in a fiber that starts cancelled.
  */
 WEFT_API int weft_post(weft_rt *rt, void (*fn)(void *arg), void *arg);
+
+/* ----------------------------------------------------------------- shutdown */
+
+/**
+ * weft_rt_shutdown - mark rt as shutting down and wake the fibers in
+ * weft_rt_shutdown_wait(). It cancels nothing: what shutting down means is
+ * the program's business (docs/guide.md, "Shutting down"). Callable from
+ * any thread, inside the runtime or not, and from a signal handler
+ * (async-signal-safe); calling it again is harmless.
+ * Returns 0, or -EINVAL (rt NULL or not a runtime handle), -ESHUTDOWN (the
+ * runtime has finished).
+ */
+WEFT_API int weft_rt_shutdown(weft_rt *rt);
+
+/**
+ * weft_rt_shutdown_wait - park until weft_rt_shutdown() has been called on
+ * the caller's runtime (at once if it has been).
+ * Returns 0, or -ETIMEDOUT (the deadline passed first), -ECANCELED (the
+ * calling fiber was cancelled), -EPERM (not called from inside a fiber).
+ */
+WEFT_API int weft_rt_shutdown_wait(int64_t deadline);
+
+/**
+ * weft_rt_shutdown_requested - the cheap check for loops: 1 if
+ * weft_rt_shutdown() has been called on rt, 0 if not. rt NULL means the
+ * calling fiber's runtime (a load and no more). Callable anywhere.
+ * Returns 1, 0, or -EPERM (rt NULL outside a fiber), -EINVAL (not a
+ * runtime handle), -ESHUTDOWN (rt has finished). The errors are non-zero,
+ * so `while (!weft_rt_shutdown_requested(rt))` ends on them too.
+ */
+WEFT_API int weft_rt_shutdown_requested(weft_rt *rt);
 
 /* ------------------------------------------------------------------- fibers */
 
