@@ -3,21 +3,22 @@
  *   echo_server [-w WORKERS] [-g GRACE_MS] [-q] [HOST:PORT]
  *
  * Listens on HOST:PORT (default 127.0.0.1:7007; "[::1]:7007" for IPv6,
- * port 0 for any free port) and prints where. SIGINT or SIGTERM stops it:
- * the listener is closed, open connections get GRACE_MS (default 5000) to
- * finish, then the ones left are cancelled. -w is passed to weft_config.
- * workers (0: one per online CPU).
+ * port 0 for any free port) and prints where. SIGINT or SIGTERM stops it
+ * gracefully (weft_config.shutdown_on_signals turns them into
+ * weft_rt_shutdown()): the listener is closed, so no new connection is
+ * accepted; open connections get GRACE_MS (default 5000) to finish; then
+ * the ones left are cancelled and waited for. -w is passed to
+ * weft_config.workers (0: one per online CPU).
  *
  * The part worth reading is serve(): read, write back, repeat. Each call
  * parks only this connection's fiber while the socket is not ready.
  */
-#define _POSIX_C_SOURCE 200809L /* getopt, sigset_t, getrlimit */
+#define _POSIX_C_SOURCE 200809L /* getopt, getrlimit */
 #include <weft.h>
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,14 +109,13 @@ static void server(void *unused)
     weft_fiber *acceptor;
     weft_spawn(&acceptor, NULL, accept_loop, (void *)(intptr_t)lfd);
 
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    int sig = weft_signal_wait(&stop, WEFT_FOREVER);
+    /* The graceful pattern (docs/guide.md, "Shutting down"): wait until
+     * shutdown is asked (SIGINT, SIGTERM, or weft_rt_shutdown() from
+     * anywhere), stop accepting, give the work in flight a deadline, then
+     * cancel what is left. */
+    weft_rt_shutdown_wait(WEFT_FOREVER);
     if (!quiet)
-        fprintf(stderr, "echo_server: %s, shutting down\n",
-                sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : weft_strerror(sig));
+        fprintf(stderr, "echo_server: shutting down\n");
 
     weft_close(lfd);            /* wakes the acceptor with -EBADF */
     weft_join(acceptor, NULL, WEFT_FOREVER);
@@ -141,6 +141,7 @@ int main(int argc, char **argv)
 {
     weft_config cfg;
     weft_config_init(&cfg);
+    cfg.shutdown_on_signals = 1;    /* SIGINT, SIGTERM: weft_rt_shutdown() */
     int opt;
     while ((opt = getopt(argc, argv, "w:g:qh")) != -1) {
         switch (opt) {

@@ -41,7 +41,7 @@ build() { # dir, cmake args...
 }
 
 # The suites chaos mode shakes: everything that runs on several workers.
-chaos_suites='^(fiber|time|runtime|sync|chan|group|io|net|offload|signal|race)$'
+chaos_suites='^(fiber|time|runtime|sync|chan|group|io|net|offload|signal|shutdown|race)$'
 chaos_seed=${WEFT_CHAOS_SEED:-$(date +%s)}
 
 for stage in $stages; do

@@ -96,7 +96,7 @@ struct weft_chan {
     size_t head, len;               /* the ring: len elements from head */
     bool closed;
     struct weft__wq sendq, recvq;
-    struct weft_rt *rt;             /* runtime of the waiters while there are some */
+    struct weft__rt *rt;             /* runtime of the waiters while there are some */
     size_t refs;                    /* nodes their owner will still remove (see Freeing) */
     weft__lockword lock;            /* multi-worker: guards everything above */
     unsigned char buf[];

@@ -34,7 +34,8 @@ static __thread uint64_t rng_epoch;
 static const char *const names[WEFT__PP_COUNT] = {
     "post_taken", "idle_check", "idle_decided", "before_idle", "last_look", "pushed",
     "parked", "on_cpu", "handle", "spawn", "shutdown_walk", "shutdown_walked",
-    "worker_created", "drained_read",
+    "worker_created", "drained_read", "post_ref", "rt_closed",
+    "shutdown_asked", "shutdown_wait",
 };
 
 const char *weft__pp_name(enum weft__pp pp)

@@ -64,6 +64,18 @@ enum weft__pp {
     /* io.c: a short read on a stream socket, before the drained-read
      * decision (arg: the descriptor, as intptr_t) */
     WEFT__PP_DRAINED_READ,
+    /* runtime.c: weft_post took a reference to the runtime, before it
+     * looks at the runtime (arg: the runtime) */
+    WEFT__PP_POST_REF,
+    /* runtime.c: a finished runtime closed its handle slot, before it
+     * waits for the references taken earlier (arg: the runtime) */
+    WEFT__PP_RT_CLOSED,
+    /* runtime.c: weft_rt_shutdown stored the flag, before it wakes the
+     * reactor (arg: the runtime) */
+    WEFT__PP_SHUTDOWN_ASKED,
+    /* runtime.c: weft_rt_shutdown_wait found no shutdown asked, before it
+     * queues itself (the lock is held; arg: the fiber) */
+    WEFT__PP_SHUTDOWN_WAIT,
     WEFT__PP_COUNT
 };
 

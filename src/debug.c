@@ -91,7 +91,7 @@ static uint64_t retired_spawned, retired_switches, retired_steals, retired_high_
 static uint64_t rd(_Atomic uint64_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
 
 /* Called with the registry locked, as rt leaves it. */
-void weft__stats_retire(struct weft_rt *rt)
+void weft__stats_retire(struct weft__rt *rt)
 {
     for (unsigned i = 0; i < rt->nworkers; i++) {
         retired_spawned += rd(&rt->ws[i]->n_spawned);
@@ -103,7 +103,7 @@ void weft__stats_retire(struct weft_rt *rt)
             retired_high_water = p->high_water;
 }
 
-static void add_rt(struct weft_rt *rt, void *ctx)
+static void add_rt(struct weft__rt *rt, void *ctx)
 {
     weft_stats *s = ctx;
     s->runtimes++;
@@ -165,6 +165,7 @@ static const char *const wait_names[WEFT__W_KINDS] = {
     [WEFT__W_FD] = "fd", [WEFT__W_CHAN] = "channel", [WEFT__W_SELECT] = "select",
     [WEFT__W_MUTEX] = "mutex", [WEFT__W_COND] = "cond", [WEFT__W_SEM] = "semaphore",
     [WEFT__W_WG] = "wait group", [WEFT__W_OFFLOAD] = "offload", [WEFT__W_SIGNAL] = "signal",
+    [WEFT__W_SHUTDOWN] = "shutdown",
 };
 
 /* A code address with its symbol when the dynamic linker knows one (a
@@ -231,7 +232,7 @@ static void dump_one(struct weft__fiber *f, void *ctx)
     dump_fiber(dc->out, f, dc->now);
 }
 
-static void dump_summary(struct weft_rt *rt, void *ctx)
+static void dump_summary(struct weft__rt *rt, void *ctx)
 {
     FILE *out = ctx;
     uint64_t spawned = 0, switches = 0;
@@ -277,7 +278,7 @@ void weft_dump(FILE *out)
         weft__registry_unlock();
         return;
     }
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     int64_t now = weft__clock();
     dump_summary(rt, out);
     for (unsigned i = 0; i < rt->nworkers; i++) {

@@ -112,7 +112,7 @@ weft_fiber *weft__fiber_handle(const struct weft__fiber *f)
 /* The verbs below call the inlined forms: spawn+join is a hot pair, and
  * a call per step costs more than the steps (measured with callgrind). */
 __attribute__((always_inline)) static inline struct weft__fiber *
-fiber_decode(struct weft_rt *rt, const weft_fiber *h)
+fiber_decode(struct weft__rt *rt, const weft_fiber *h)
 {
     uint64_t v = (uint64_t)(uintptr_t)h;
     uint32_t low = (uint32_t)v, gen = (uint32_t)(v >> 32);
@@ -128,13 +128,13 @@ fiber_decode(struct weft_rt *rt, const weft_fiber *h)
     return f;
 }
 
-struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h)
+struct weft__fiber *weft__fiber_decode(struct weft__rt *rt, const weft_fiber *h)
 {
     return fiber_decode(rt, h);
 }
 
 /* The caller holds the pool lock (several workers). */
-static struct weft__pool *pool_for(struct weft_rt *rt, size_t size)
+static struct weft__pool *pool_for(struct weft__rt *rt, size_t size)
 {
     for (struct weft__pool *p = rt->pools; p; p = p->next)
         if (p->stack_size == size)
@@ -166,7 +166,7 @@ static int mt_block_get(struct weft__worker *w, struct weft__fiber **out)
         /* prealloc_fibers: no cache, so no block sits idle in another
          * worker's cache while this one would have to grow the table. */
         size_t batch = w->rt->cfg.prealloc_fibers ? 1 : FCACHE_MAX / 2;
-        struct weft_rt *rt = w->rt;
+        struct weft__rt *rt = w->rt;
         struct weft__ftable *ft = &rt->ft;
         weft__spin_lock(&rt->ft_lock);
         if (!ft->free) {
@@ -235,7 +235,7 @@ void weft__worker_stacks_spill(struct weft__worker *w)
 {
     if (!w->nscache)
         return;
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     weft__lock(w, &rt->pool_lock);
     while (w->nscache) {
         weft__stack_put(rt->pools, w->scache[w->nscache - 1]);
@@ -246,7 +246,7 @@ void weft__worker_stacks_spill(struct weft__worker *w)
 
 void weft__worker_caches_flush(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     weft__worker_stacks_spill(w);
     weft__lock(w, &rt->ft_lock);
     while (w->fcache) {
@@ -262,7 +262,7 @@ void weft__worker_caches_flush(struct weft__worker *w)
 
 int weft__fiber_new(struct weft__worker *w, struct weft__fiber **out, const weft_attr *attr)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     struct weft__pool *pool = rt->pools;
     if (attr && attr->stack_size && attr->stack_size != pool->stack_size) {
         size_t size = weft__stack_round(attr->stack_size);
@@ -350,7 +350,7 @@ void weft__fiber_free(struct weft__worker *w, struct weft__fiber *f)
         size_t keep = w->rt->cfg.prealloc_fibers ? 0 : FCACHE_MAX;
         if (++w->nfcache > keep) {
             /* Spill half to the shared list. */
-            struct weft_rt *rt = w->rt;
+            struct weft__rt *rt = w->rt;
             weft__spin_lock(&rt->ft_lock);
             while (w->nfcache > keep / 2) {
                 struct weft__fiber *g = w->fcache;
@@ -364,7 +364,7 @@ void weft__fiber_free(struct weft__worker *w, struct weft__fiber *f)
         }
         return;
     }
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     f->next = rt->ft.free;
     rt->ft.free = f;
     rt->ft.nfree++;
@@ -394,7 +394,7 @@ void weft__fiber_reap(struct weft__worker *w, struct weft__fiber *f)
         weft__wake(j, 0);
 }
 
-void weft__fiber_each(struct weft_rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx)
+void weft__fiber_each(struct weft__rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx)
 {
     uint32_t n = atomic_load_explicit(&rt->ft.nblocks, memory_order_acquire);
     struct weft__fiber **blocks = atomic_load_explicit(&rt->ft.blocks, memory_order_acquire);
@@ -446,7 +446,7 @@ __attribute__((always_inline)) static inline int
 spawn_fiber(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg, uint8_t flags,
             struct weft__fiber **out)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     struct weft__fiber *f;
     int err = weft__fiber_new(w, &f, attr);
     if (err)

@@ -57,7 +57,7 @@ struct weft_group {
     bool cancelled;
     unsigned cancelling;            /* weft_group_cancel walks in progress */
     struct weft__wq waiters;
-    struct weft_rt *rt;             /* runtime of the members while there are some */
+    struct weft__rt *rt;             /* runtime of the members while there are some */
     weft__lockword lock;            /* guards all of the above (multi-worker) */
 };
 

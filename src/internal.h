@@ -1,7 +1,7 @@
 /* internal.h - the runtime's private structures and the calls its files
  * share (private; never installed).
  *
- * Ownership in one paragraph: a runtime (struct weft_rt) owns its workers,
+ * Ownership in one paragraph: a runtime (struct weft__rt) owns its workers,
  * its fiber table and its stack pool. A worker owns its run queue, its
  * timer wheel and its reactor, and runs on one OS thread. A fiber control
  * block lives in the runtime's fiber table from spawn until it is joined
@@ -30,6 +30,7 @@
 #include "sanitizer.h"
 #include "stack.h"
 #include "timer.h"
+#include "waitq.h"
 
 #define weft__likely(x)   __builtin_expect(!!(x), 1)
 #define weft__unlikely(x) __builtin_expect(!!(x), 0)
@@ -64,7 +65,7 @@ enum weft__fflag {
 enum weft__wait_kind {
     WEFT__W_NONE = 0, WEFT__W_SLEEP, WEFT__W_JOIN, WEFT__W_FD, WEFT__W_CHAN,
     WEFT__W_SELECT, WEFT__W_MUTEX, WEFT__W_COND, WEFT__W_SEM, WEFT__W_WG,
-    WEFT__W_OFFLOAD, WEFT__W_SIGNAL, WEFT__W_KINDS
+    WEFT__W_OFFLOAD, WEFT__W_SIGNAL, WEFT__W_SHUTDOWN, WEFT__W_KINDS
 };
 
 struct weft__fiber;
@@ -99,7 +100,7 @@ struct weft__fiber {
     uint8_t reserved_;
     int wake_result;                /* what weft__park() returns */
     const uint64_t *canary;         /* non-NULL: an unguarded stack's canary word */
-    struct weft_rt *rt;             /* its runtime, fixed from spawn */
+    struct weft__rt *rt;             /* its runtime, fixed from spawn */
     int saved_errno;                /* errno across switches (several workers) */
     struct weft__worker *_Atomic home; /* pinned fibers: the worker they stay on */
     struct weft__worker *timer_w;   /* whose wheel timer is armed on */
@@ -127,7 +128,7 @@ struct weft__fiber {
 
 struct weft__worker {
     /* what every switch touches first */
-    struct weft_rt *rt;
+    struct weft__rt *rt;
     bool mt;                        /* the runtime has several workers: take locks */
     unsigned budget;                /* switches left before looking at the clock */
     struct weft__fiber *current;    /* running fiber, or &sched */
@@ -204,7 +205,7 @@ struct weft__ftable {
 
 #define WEFT__TRIM_INTERVAL 1000000000 /* ns: stack pool trim period */
 
-struct weft_rt {
+struct weft__rt {
     weft_config cfg;
     struct weft__worker w0;
     struct weft__worker **ws;        /* every worker, ws[0] == &w0 */
@@ -234,7 +235,14 @@ struct weft_rt {
     size_t posts_starting;           /* taken off the queue, not yet spawned (post_lock) */
     bool post_closed;
     /* process-wide registry of running runtimes (stats, dump) */
-    struct weft_rt *reg_next, *reg_prev;
+    struct weft__rt *reg_next, *reg_prev;
+    /* weft_rt_shutdown (runtime.c): asked (any thread, signal handlers);
+     * then told: a worker has woken the waiters (under shutdown_lock) */
+    _Atomic bool shutdown_asked, shutdown_told;
+    weft__lockword shutdown_lock;
+    struct weft__wq shutdown_waiters;
+    unsigned slot;                   /* its slot in the handle table (runtime.c) */
+    weft_rt *handle;                 /* what weft_runtime() gives users */
 };
 
 /* The worker of the calling thread, or NULL. Never inlined: a fiber may
@@ -302,16 +310,16 @@ void weft__yield(struct weft__worker *w, struct weft__fiber *self);
 void weft__rq_push(struct weft__worker *w, struct weft__fiber *f);
 /* Several workers: a fiber made runnable by a thread that may not be one
  * of rt's workers goes to the injector, and an idle worker is woken. */
-void weft__inject(struct weft_rt *rt, struct weft__fiber *f);
+void weft__inject(struct weft__rt *rt, struct weft__fiber *f);
 /* Several workers: work was made runnable; wake an idle worker if none is
  * looking for work already. */
-void weft__notify(struct weft_rt *rt);
+void weft__notify(struct weft__rt *rt);
 /* Fibers spawned and not yet exited (sums the workers' counters). */
-size_t weft__live(struct weft_rt *rt);
+size_t weft__live(struct weft__rt *rt);
 /* Runs the runtime's extra workers (weft_run) and stops them. */
-int  weft__workers_start(struct weft_rt *rt);
-void weft__workers_join(struct weft_rt *rt);
-int  weft__worker_init(struct weft__worker *w, struct weft_rt *rt);
+int  weft__workers_start(struct weft__rt *rt);
+void weft__workers_join(struct weft__rt *rt);
+int  weft__worker_init(struct weft__worker *w, struct weft__rt *rt);
 void weft__worker_fini(struct weft__worker *w);
 void weft__worker_loop(struct weft__worker *w);
 void weft__switch_away(struct weft__worker *w, struct weft__fiber *self);
@@ -329,12 +337,12 @@ void weft__worker_stacks_spill(struct weft__worker *w);
 void weft__fiber_cancel(struct weft__fiber *f);
 int  weft__ftable_init(struct weft__ftable *ft);
 void weft__ftable_fini(struct weft__ftable *ft);
-struct weft__fiber *weft__fiber_decode(struct weft_rt *rt, const weft_fiber *h);
+struct weft__fiber *weft__fiber_decode(struct weft__rt *rt, const weft_fiber *h);
 weft_fiber *weft__fiber_handle(const struct weft__fiber *f);
 int  weft__ftable_reserve(struct weft__ftable *ft, size_t n);
 /* Calls fn for every control block of rt that is not free (a table walk,
  * for shutdown and dumps). */
-void weft__fiber_each(struct weft_rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx);
+void weft__fiber_each(struct weft__rt *rt, void (*fn)(struct weft__fiber *f, void *ctx), void *ctx);
 void weft__fiber_timeout(struct weft__timer *t);
 /* Spawns fn(arg) on w (fn is a weft_fn, or void (*)(void *) with
  * WEFT__FL_VOIDFN in flags) and queues it. */
@@ -342,24 +350,49 @@ int  weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *
                  uint8_t flags, struct weft__fiber **out);
 
 /* runtime.c */
-void weft__post_drain(struct weft_rt *rt);
+void weft__post_drain(struct weft__rt *rt);
 /* The runtime is finished when no fiber is alive and no post is queued or
  * being started; then posts are closed (weft_post returns -ESHUTDOWN) and
  * true is returned. Decided under the post lock, which every way a fiber
  * can still appear passes through. */
-bool weft__post_close_if_done(struct weft_rt *rt);
+bool weft__post_close_if_done(struct weft__rt *rt);
 /* Thread-safe weft__wake() for threads outside the runtime (offload helpers,
  * signal threads): queues n and wakes the worker, which wakes n->f. */
-void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n);
+void weft__wake_remote(struct weft__rt *rt, struct weft__rnode *n);
+/* A worker's loop calls it on every pass: once weft_rt_shutdown() was
+ * asked, wakes the fibers in weft_rt_shutdown_wait(). */
+void weft__shutdown_tell(struct weft__worker *w);
+static inline bool weft__shutdown_untold(struct weft__rt *rt)
+{
+    return weft__unlikely(atomic_load_explicit(&rt->shutdown_asked, memory_order_acquire)) &&
+           !atomic_load_explicit(&rt->shutdown_told, memory_order_relaxed);
+}
+/* signal.c: the SIGINT/SIGTERM handler of weft_config.shutdown_on_signals,
+ * installed while at least one such runtime runs. */
+int  weft__shutdown_signals_install(void);
+void weft__shutdown_signals_uninstall(void);
+/* weft_rt_shutdown on a runtime the caller holds a reference to. */
+void weft__rt_shutdown(struct weft__rt *rt);
 /* Head of the running runtimes, linked through reg_next; tools/weft-gdb.py
  * reads it by name, so keep the name and the links. */
-extern struct weft_rt *weft__registry;
-void weft__registry_add(struct weft_rt *rt);
-void weft__registry_remove(struct weft_rt *rt);
+extern struct weft__rt *weft__registry;
+/* Also gives rt a slot in the handle table: -EAGAIN when all are taken. */
+int  weft__registry_add(struct weft__rt *rt);
+/* Handles (weft_rt *) and references (see the top of runtime.c). acquire
+ * returns the runtime with a reference taken, or NULL with *err -EINVAL
+ * (not a handle) or -ESHUTDOWN (the runtime has finished or is finishing);
+ * every success is paired with weft__rt_release. Lock-free and
+ * async-signal-safe. */
+#define WEFT__RT_SLOTS 256u
+struct weft__rt *weft__rt_acquire(const weft_rt *h, int *err);
+struct weft__rt *weft__rt_acquire_slot(unsigned slot);
+void weft__rt_release(struct weft__rt *rt);
+void weft__rt_each_open(void (*fn)(struct weft__rt *rt, void *ctx), void *ctx);
+void weft__registry_remove(struct weft__rt *rt);
 void weft__registry_lock(void);
 void weft__registry_unlock(void);
 /* Calls fn for every running runtime; the caller holds the registry lock. */
-void weft__registry_each_locked(void (*fn)(struct weft_rt *rt, void *ctx), void *ctx);
+void weft__registry_each_locked(void (*fn)(struct weft__rt *rt, void *ctx), void *ctx);
 
 /* time.c: conversions between ns and wheel ticks */
 int64_t  weft__clock(void);
@@ -383,6 +416,6 @@ void weft__io_adopt(struct weft__worker *w, int fd, int flags);
  * aborts; returns otherwise (the OS's fault handler calls it). */
 void weft__fault_on_guard(const void *addr);
 _Noreturn void weft__overflow_report(const struct weft__fiber *f, const char *how);
-void weft__stats_retire(struct weft_rt *rt);
+void weft__stats_retire(struct weft__rt *rt);
 
 #endif

@@ -47,7 +47,7 @@ struct job {
     weft_fn fn;
     void *arg;
     void *result;
-    struct weft_rt *rt;
+    struct weft__rt *rt;
     struct weft__rnode rn;
     weft__lockword lock;            /* held by the fiber until it is parked */
 };

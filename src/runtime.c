@@ -7,6 +7,47 @@
  * finds the queue empty wakes the reactor: the worker empties the queue
  * before it next blocks, so one wake-up covers every post behind it, and a
  * busy worker notices the queue on its next pass through the scheduler.
+ *
+ * Handles. The weft_rt * a user holds is not the runtime's address but a
+ * handle, (generation << 32) | (slot + 1), into a static table of RT_SLOTS
+ * slots that is never freed. A slot's word packs the generation (bits
+ * 32-63), a count of references (bits 1-31) and an open bit (bit 0).
+ * Whoever acts on a runtime from outside it (weft_post, weft_rt_shutdown,
+ * ...) first takes a reference with one compare-and-swap that succeeds
+ * only while the generation matches and the slot is open, and drops it
+ * when done. When a runtime has finished, weft_run clears the open bit and
+ * then waits until the count is zero before it frees anything; only then
+ * does the slot get a new generation and become free for another runtime.
+ * So a handle of a runtime that has finished (or is finishing) is refused
+ * with -ESHUTDOWN, from any thread, and never reaches freed memory: the
+ * invariant is "a reference is held only while the slot is open or was
+ * taken while it was open, and the runtime is freed only at zero
+ * references". Taking and dropping a reference are single atomic
+ * operations on static memory, so they are async-signal-safe
+ * (weft_rt_shutdown runs in signal handlers). RT_SLOTS bounds the runtimes
+ * that run at once (weft_run returns -EAGAIN beyond it); slots are handed
+ * out round-robin, so a handle's generation is also unlikely to be reused
+ * soon.
+ *
+ * Shutdown. weft_rt_shutdown() may run in a signal handler, so it only
+ * does what is async-signal-safe: it takes a reference, sets
+ * shutdown_asked and wakes the reactor (a raw write to an eventfd or a
+ * pipe). The fibers in weft_rt_shutdown_wait() are woken by a worker, in
+ * its loop, which looks at the flag on every pass (weft__shutdown_tell).
+ * No waiter is left behind, by two arguments:
+ *  - a waiter reads shutdown_asked and queues itself under shutdown_lock,
+ *    and the worker that tells sets shutdown_told and wakes the queue
+ *    under the same lock, after reading the flag with acquire. So either
+ *    the teller finds the waiter queued (and PARKED: the waiter parks
+ *    passing the lock), or the waiter's read comes after the teller's
+ *    unlock and sees the flag, and does not wait;
+ *  - a worker cannot sleep through the flag: the flag is stored before
+ *    the reactor is woken, and every worker looks at it after each poll
+ *    of the reactor and before it sleeps (the top of its loop, and the
+ *    idle workers' last look, work_visible in sched.c). A wake-up that a
+ *    non-blocking poll consumed is followed by a pass through the loop.
+ * Nothing here cancels anything: a program decides what shutting down
+ * means (docs/guide.md, "Shutting down").
  */
 #include "internal.h"
 
@@ -14,18 +55,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_STACK ((size_t)256 * 1024)
 #define POST_BATCH    256   /* posts started per pass of the scheduler loop */
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The handle table (see the top of the file). */
+#define RT_OPEN     UINT64_C(1)
+#define RT_REF      UINT64_C(2)
+#define RT_REFS     UINT64_C(0xfffffffe)
+struct rt_slot {
+    _Atomic uint64_t word;          /* generation << 32 | references << 1 | open */
+    struct weft__rt *_Atomic rt;    /* set while the slot belongs to a runtime */
+};
+static struct rt_slot rt_slots[WEFT__RT_SLOTS];
+static unsigned slot_cursor;        /* under registry_lock: the next slot to try */
 #ifdef WEFT__VALGRIND
 int weft__on_valgrind;
 #endif
 /* Not static: debuggers find the running runtimes through it
  * (tools/weft-gdb.py). Changed only under registry_lock. */
-struct weft_rt *weft__registry;
+struct weft__rt *weft__registry;
 
 void weft_config_init(weft_config *cfg)
 {
@@ -48,28 +101,223 @@ void weft_config_init(weft_config *cfg)
     cfg->reactor = WEFT_REACTOR_AUTO;
     cfg->dump_on_sigquit = 0;
     cfg->stack_high_water = 0;
+    cfg->shutdown_on_signals = 0;
 }
 
 weft_rt *weft_runtime(void)
 {
     struct weft__worker *w = weft__worker();
-    return weft__self(w) ? w->rt : NULL;
+    return weft__self(w) ? w->rt->handle : NULL;
 }
 
-void weft__registry_add(struct weft_rt *rt)
+/* A reference to the runtime in slot `slot`, if it is open and (gen != 0)
+ * its generation is gen. Lock-free: callable from signal handlers. */
+static struct weft__rt *slot_acquire(unsigned slot, uint32_t gen)
+{
+    struct rt_slot *s = &rt_slots[slot];
+    uint64_t word = atomic_load_explicit(&s->word, memory_order_acquire);
+    do {
+        if (!(word & RT_OPEN) || (gen && (uint32_t)(word >> 32) != gen))
+            return NULL;
+    } while (!atomic_compare_exchange_weak_explicit(&s->word, &word, word + RT_REF,
+                                                    memory_order_seq_cst, memory_order_acquire));
+    return atomic_load_explicit(&s->rt, memory_order_acquire);
+}
+
+struct weft__rt *weft__rt_acquire(const weft_rt *h, int *err)
+{
+    uint64_t v = (uint64_t)(uintptr_t)h;
+    uint32_t low = (uint32_t)v, gen = (uint32_t)(v >> 32);
+    if (low == 0 || low > WEFT__RT_SLOTS || gen == 0) {
+        *err = -EINVAL;
+        return NULL;
+    }
+    struct weft__rt *rt = slot_acquire(low - 1, gen);
+    if (!rt)
+        *err = -ESHUTDOWN;
+    return rt;
+}
+
+struct weft__rt *weft__rt_acquire_slot(unsigned slot)
+{
+    return slot < WEFT__RT_SLOTS ? slot_acquire(slot, 0) : NULL;
+}
+
+void weft__rt_release(struct weft__rt *rt)
+{
+    atomic_fetch_sub_explicit(&rt_slots[rt->slot].word, RT_REF, memory_order_release);
+}
+
+/* Iterates over the open slots without a lock (signal handlers): fn gets a
+ * reference it must not keep. */
+void weft__rt_each_open(void (*fn)(struct weft__rt *rt, void *ctx), void *ctx)
+{
+    for (unsigned i = 0; i < WEFT__RT_SLOTS; i++) {
+        if (!(atomic_load_explicit(&rt_slots[i].word, memory_order_relaxed) & RT_OPEN))
+            continue;
+        struct weft__rt *rt = slot_acquire(i, 0);
+        if (rt) {
+            fn(rt, ctx);
+            weft__rt_release(rt);
+        }
+    }
+}
+
+/* No reference can be taken from now on; returns once every one taken
+ * before has been dropped. Called without the registry lock: a holder may
+ * need it (weft_stats_get from a thread that holds a reference). */
+static void slot_close(struct weft__rt *rt)
+{
+    struct rt_slot *s = &rt_slots[rt->slot];
+    atomic_fetch_and_explicit(&s->word, ~RT_OPEN, memory_order_seq_cst);
+    WEFT__PP(WEFT__PP_RT_CLOSED, rt);
+    for (unsigned spins = 0; atomic_load_explicit(&s->word, memory_order_acquire) & RT_REFS;
+         spins++) {
+        if (spins < 64) {
+            weft__cpu_relax();
+        } else {
+            struct timespec ts = { 0, 20000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* ------------------------------------------------------------- shutdown */
+
+void weft__rt_shutdown(struct weft__rt *rt)
+{
+    if (atomic_exchange_explicit(&rt->shutdown_asked, true, memory_order_seq_cst))
+        return;                     /* asked before: nothing more to do */
+    WEFT__PP(WEFT__PP_SHUTDOWN_ASKED, rt);
+    int saved = errno;              /* signal handlers must keep errno */
+    rt->w0.rops->wake(rt->w0.reactor);
+    errno = saved;
+}
+
+int weft_rt_shutdown(weft_rt *h)
+{
+    if (!h)
+        return -EINVAL;
+    int err;
+    struct weft__rt *rt = weft__rt_acquire(h, &err);
+    if (!rt)
+        return err;
+    weft__rt_shutdown(rt);
+    weft__rt_release(rt);
+    return 0;
+}
+
+int weft_rt_shutdown_requested(weft_rt *h)
+{
+    struct weft__rt *rt;
+    if (!h) {
+        struct weft__worker *w = weft__worker();
+        if (!weft__self(w))
+            return -EPERM;
+        return atomic_load_explicit(&w->rt->shutdown_asked, memory_order_relaxed);
+    }
+    int err;
+    if (!(rt = weft__rt_acquire(h, &err)))
+        return err;
+    int asked = atomic_load_explicit(&rt->shutdown_asked, memory_order_relaxed);
+    weft__rt_release(rt);
+    return asked;
+}
+
+void weft__shutdown_tell(struct weft__worker *w)
+{
+    struct weft__rt *rt = w->rt;
+    weft__lock(w, &rt->shutdown_lock);
+    if (!atomic_load_explicit(&rt->shutdown_told, memory_order_relaxed)) {
+        atomic_store_explicit(&rt->shutdown_told, true, memory_order_relaxed);
+        struct weft__wnode *n;
+        while ((n = weft__wq_pop(&rt->shutdown_waiters)))
+            weft__wake(n->f, 0);
+    }
+    weft__unlock(w, &rt->shutdown_lock);
+}
+
+/* The wait's unlink (timeout, cancellation): off the queue if still on it. */
+static bool shutdown_unlink(struct weft__fiber *f)
+{
+    struct weft__wnode *n = f->wait_data;
+    struct weft__rt *rt = f->rt;
+    struct weft__worker *w = f->w;
+    weft__lock(w, &rt->shutdown_lock);
+    bool queued = n->q != NULL;
+    if (queued)
+        weft__wq_remove(n);
+    weft__unlock(w, &rt->shutdown_lock);
+    return queued;
+}
+
+int weft_rt_shutdown_wait(int64_t deadline)
+{
+    struct weft__worker *w = weft__worker();
+    struct weft__fiber *self = weft__self(w);
+    if (!self)
+        return -EPERM;
+    struct weft__rt *rt = w->rt;
+    weft__lock(w, &rt->shutdown_lock);
+    if (atomic_load_explicit(&rt->shutdown_asked, memory_order_seq_cst)) {
+        weft__unlock(w, &rt->shutdown_lock);
+        return 0;
+    }
+    WEFT__PP(WEFT__PP_SHUTDOWN_WAIT, self);
+    struct weft__wnode node = { .f = self };
+    weft__wq_push(&rt->shutdown_waiters, &node);
+    self->wait.kind = WEFT__W_SHUTDOWN;
+    self->wait.obj = rt;
+    self->wait.unlink = shutdown_unlink;
+    self->wait_data = &node;
+    int r = weft__park(w, self, deadline, &rt->shutdown_lock);
+    self->wait_data = NULL;
+    weft__must(node.q == NULL, "a shutdown waiter was left queued");
+    return r;
+}
+
+int weft__registry_add(struct weft__rt *rt)
 {
     pthread_mutex_lock(&registry_lock);
+    /* A free slot: closed, unreferenced and given back (rt NULL). */
+    unsigned i = 0;
+    for (; i < WEFT__RT_SLOTS; i++) {
+        unsigned k = (slot_cursor + i) % WEFT__RT_SLOTS;
+        if (atomic_load_explicit(&rt_slots[k].rt, memory_order_relaxed) == NULL) {
+            i = k;
+            break;
+        }
+    }
+    if (i == WEFT__RT_SLOTS) {
+        pthread_mutex_unlock(&registry_lock);
+        return -EAGAIN;
+    }
+    slot_cursor = (i + 1) % WEFT__RT_SLOTS;
+    struct rt_slot *s = &rt_slots[i];
+    uint32_t gen = (uint32_t)(atomic_load_explicit(&s->word, memory_order_relaxed) >> 32);
+    if (gen == 0)
+        gen = 1;
+    rt->slot = i;
+    rt->handle = (weft_rt *)(uintptr_t)(((uint64_t)gen << 32) | (i + 1));
+    atomic_store_explicit(&s->rt, rt, memory_order_release);
+    atomic_store_explicit(&s->word, ((uint64_t)gen << 32) | RT_OPEN, memory_order_seq_cst);
     rt->reg_prev = NULL;
     rt->reg_next = weft__registry;
     if (weft__registry)
         weft__registry->reg_prev = rt;
     weft__registry = rt;
     pthread_mutex_unlock(&registry_lock);
+    return 0;
 }
 
-void weft__registry_remove(struct weft_rt *rt)
+void weft__registry_remove(struct weft__rt *rt)
 {
+    slot_close(rt);
     pthread_mutex_lock(&registry_lock);
+    struct rt_slot *s = &rt_slots[rt->slot];
+    uint32_t gen = (uint32_t)(atomic_load_explicit(&s->word, memory_order_relaxed) >> 32) + 1;
+    atomic_store_explicit(&s->word, (uint64_t)(gen ? gen : 1) << 32, memory_order_relaxed);
+    atomic_store_explicit(&s->rt, NULL, memory_order_release);
     if (rt->reg_prev)
         rt->reg_prev->reg_next = rt->reg_next;
     else
@@ -80,9 +328,9 @@ void weft__registry_remove(struct weft_rt *rt)
     pthread_mutex_unlock(&registry_lock);
 }
 
-void weft__registry_each_locked(void (*fn)(struct weft_rt *rt, void *ctx), void *ctx)
+void weft__registry_each_locked(void (*fn)(struct weft__rt *rt, void *ctx), void *ctx)
 {
-    for (struct weft_rt *rt = weft__registry; rt; rt = rt->reg_next)
+    for (struct weft__rt *rt = weft__registry; rt; rt = rt->reg_next)
         fn(rt, ctx);
 }
 
@@ -90,7 +338,7 @@ void weft__registry_lock(void) { pthread_mutex_lock(&registry_lock); }
 void weft__registry_unlock(void) { pthread_mutex_unlock(&registry_lock); }
 
 /* One worker blocks in its reactor; several may sleep anywhere. */
-static void wake_for_post(struct weft_rt *rt)
+static void wake_for_post(struct weft__rt *rt)
 {
     if (rt->mt)
         weft__notify(rt);
@@ -98,15 +346,30 @@ static void wake_for_post(struct weft_rt *rt)
         rt->w0.rops->wake(rt->w0.reactor);
 }
 
-int weft_post(weft_rt *rt, void (*fn)(void *), void *arg)
+static int post_queue(struct weft__rt *rt, void (*fn)(void *), void *arg);
+
+int weft_post(weft_rt *h, void (*fn)(void *), void *arg)
 {
-    if (!rt || !fn)
+    if (!h || !fn)
         return -EINVAL;
+    int err;
+    struct weft__rt *rt = weft__rt_acquire(h, &err);
+    if (!rt)
+        return err;
+    WEFT__PP(WEFT__PP_POST_REF, rt);
     struct weft__worker *w = weft__worker();
-    if (w && w->rt == rt && weft__self(w)) {
+    if (w && w->rt == rt && weft__self(w))
         /* From one of rt's own fibers: no queue, no wake-up. */
-        return weft__spawn(w, NULL, (void *)fn, arg, WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
-    }
+        err = weft__spawn(w, NULL, (void *)fn, arg, WEFT__FL_DETACHED | WEFT__FL_VOIDFN, NULL);
+    else
+        err = post_queue(rt, fn, arg);
+    weft__rt_release(rt);
+    return err;
+}
+
+/* weft_post from outside rt's fibers; the caller holds a reference. */
+static int post_queue(struct weft__rt *rt, void (*fn)(void *), void *arg)
+{
     struct weft__post *p = weft__malloc(sizeof *p);
     if (!p)
         return -ENOMEM;
@@ -134,7 +397,7 @@ int weft_post(weft_rt *rt, void (*fn)(void *), void *arg)
     return 0;
 }
 
-void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n)
+void weft__wake_remote(struct weft__rt *rt, struct weft__rnode *n)
 {
     n->next = NULL;
     pthread_mutex_lock(&rt->post_lock);
@@ -151,7 +414,7 @@ void weft__wake_remote(struct weft_rt *rt, struct weft__rnode *n)
 }
 
 /* Runs on a worker of rt, which takes the fibers posted. */
-void weft__post_drain(struct weft_rt *rt)
+void weft__post_drain(struct weft__rt *rt)
 {
     struct weft__worker *w = weft__worker();
     pthread_mutex_lock(&rt->post_lock);
@@ -222,7 +485,7 @@ void weft__post_drain(struct weft_rt *rt)
     }
 }
 
-bool weft__post_close_if_done(struct weft_rt *rt)
+bool weft__post_close_if_done(struct weft__rt *rt)
 {
     /* A cheap look first: with fibers alive the lock is not needed. */
     if (weft__live(rt) != 0)
@@ -287,7 +550,7 @@ static void apply_test_env(void)
 }
 
 /* The worker table; workers other than w0 get their own cache lines. */
-static int workers_alloc(struct weft_rt *rt)
+static int workers_alloc(struct weft__rt *rt)
 {
     rt->ws = weft__calloc(rt->nworkers, sizeof *rt->ws);
     if (!rt->ws)
@@ -307,7 +570,7 @@ static int workers_alloc(struct weft_rt *rt)
     return 0;
 }
 
-static void rt_free(struct weft_rt *rt)
+static void rt_free(struct weft__rt *rt)
 {
     for (unsigned i = 1; rt->ws && i < rt->nworkers; i++)
         if (rt->ws[i]) {
@@ -352,7 +615,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     apply_test_env();
     weft__valgrind_detect();
 
-    struct weft_rt *rt = weft__calloc(1, sizeof *rt);
+    struct weft__rt *rt = weft__calloc(1, sizeof *rt);
     if (!rt)
         return -ENOMEM;
     rt->cfg = c;
@@ -405,10 +668,28 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
             strcpy(d->name, "weft: SIGQUIT dump");
     }
     /* Registered first: another worker may start main at once. */
-    weft__registry_add(rt);
+    if ((err = weft__registry_add(rt)) != 0) {
+        weft__worker_set(NULL);
+        weft__fault_uninstall();
+        rt_free(rt);
+        if (c.dump_on_sigquit)
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+        return err;
+    }
+    if (c.shutdown_on_signals && (err = weft__shutdown_signals_install()) != 0) {
+        weft__registry_remove(rt);
+        weft__worker_set(NULL);
+        weft__fault_uninstall();
+        rt_free(rt);
+        if (c.dump_on_sigquit)
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+        return err;
+    }
     if ((err = weft__workers_start(rt)) != 0) {
         /* main never ran: take it back down by hand. */
         weft__registry_remove(rt);
+        if (c.shutdown_on_signals)
+            weft__shutdown_signals_uninstall();
         weft__worker_set(NULL);
         weft__fault_uninstall();
         rt_free(rt);
@@ -419,6 +700,8 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
     weft__worker_loop(w);
     weft__workers_join(rt);
     weft__registry_remove(rt);
+    if (c.shutdown_on_signals)
+        weft__shutdown_signals_uninstall();
     weft__worker_set(NULL);
     weft__fault_uninstall();
     rt_free(rt);

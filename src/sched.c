@@ -141,7 +141,7 @@ static inline struct weft__fiber *list_pop(struct weft__worker *w)
 /* --------------------------------------------- several workers: the queues */
 
 
-static void inj_push_list(struct weft_rt *rt, struct weft__fiber *head, struct weft__fiber *tail,
+static void inj_push_list(struct weft__rt *rt, struct weft__fiber *head, struct weft__fiber *tail,
                           size_t n)
 {
     tail->next = NULL;
@@ -161,7 +161,7 @@ static void inbox_push(struct weft__worker *home, struct weft__fiber *f);
  * put it there) is passed on to its own worker. */
 static struct weft__fiber *inj_pop(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     for (;;) {
         if (atomic_load_explicit(&rt->inj_n, RLX) == 0)
             return NULL;
@@ -180,7 +180,7 @@ static struct weft__fiber *inj_pop(struct weft__worker *w)
     }
 }
 
-void weft__inject(struct weft_rt *rt, struct weft__fiber *f)
+void weft__inject(struct weft__rt *rt, struct weft__fiber *f)
 {
     inj_push_list(rt, f, f, 1);
     weft__notify(rt);
@@ -650,7 +650,7 @@ out:
 
 bool weft__wake(struct weft__fiber *f, int result)
 {
-    struct weft_rt *rt = f->rt;
+    struct weft__rt *rt = f->rt;
     if (!rt->mt) {
         if (state_of(f) != WEFT__F_PARKED)
             return false;
@@ -693,7 +693,7 @@ static void cancel_one(struct weft__fiber *f, void *ctx)
         weft__fiber_cancel(f);
 }
 
-static void begin_shutdown(struct weft_rt *rt)
+static void begin_shutdown(struct weft__rt *rt)
 {
     /* The other half of weft__spawn's pair: the flag, a full fence, then
      * the walk, which so sees every fiber whose spawn missed the flag. */
@@ -722,7 +722,7 @@ void weft__fiber_entry(weft__transfer t)
 
 _Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     /* Release: whoever counts this exit also sees the spawn (weft__live). */
     atomic_store_explicit(&w->n_exited, atomic_load_explicit(&w->n_exited, RLX) + 1, REL);
     if (atomic_load_explicit(&self->flags, RLX) & WEFT__FL_MAIN)
@@ -740,7 +740,7 @@ _Noreturn void weft__fiber_exit(struct weft__worker *w, struct weft__fiber *self
 
 /* ------------------------------------------------------------ the loop */
 
-int weft__worker_init(struct weft__worker *w, struct weft_rt *rt)
+int weft__worker_init(struct weft__worker *w, struct weft__rt *rt)
 {
     memset(w, 0, sizeof *w);
     w->rt = rt;
@@ -810,7 +810,7 @@ static void poll_reactor(struct weft__worker *w, int timeout_ms)
 }
 
 /* Whether a pool has warm free stacks the next trim might return. */
-static bool pools_trimmable(const struct weft_rt *rt)
+static bool pools_trimmable(const struct weft__rt *rt)
 {
     for (const struct weft__pool *p = rt->pools; p; p = p->next)
         if (p->nfree > p->ncold && p->nfree > p->reserve)
@@ -818,7 +818,7 @@ static bool pools_trimmable(const struct weft_rt *rt)
     return false;
 }
 
-static void pools_trim(struct weft_rt *rt)
+static void pools_trim(struct weft__rt *rt)
 {
     weft__lock(&rt->w0, &rt->pool_lock);
     for (struct weft__pool *p = rt->pools; p; p = p->next)
@@ -838,7 +838,7 @@ static int ms_until(int64_t when, int64_t now)
 
 static void st_loop(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     int64_t next_trim = weft__clock() + WEFT__TRIM_INTERVAL;
     w->next_io = 0;
     for (;;) {
@@ -846,6 +846,8 @@ static void st_loop(struct weft__worker *w)
         w->now = now;
         run_timers(w, now);
         int64_t io_due = weft__io_tick(w, now);
+        if (weft__shutdown_untold(rt))
+            weft__shutdown_tell(w);
         if (atomic_load_explicit(&rt->post_count, memory_order_relaxed))
             weft__post_drain(rt);
         if (now >= next_trim) {
@@ -921,7 +923,7 @@ static bool wake_worker(struct weft__worker *v)
  * work). The caller has just made work visible; the fence orders that
  * before the loads of nspinning and sleeping (the other half of the pair
  * described at the top of the file). */
-void weft__notify(struct weft_rt *rt)
+void weft__notify(struct weft__rt *rt)
 {
     atomic_thread_fence(SEQ);
     if (atomic_load_explicit(&rt->nspinning, SEQ) > 0 || atomic_load_explicit(&rt->nidle, SEQ) == 0)
@@ -935,7 +937,7 @@ void weft__notify(struct weft_rt *rt)
             return;
 }
 
-static void wake_everyone(struct weft_rt *rt)
+static void wake_everyone(struct weft__rt *rt)
 {
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct weft__worker *v = rt->ws[i];
@@ -966,10 +968,10 @@ static bool stealable(struct weft__worker *v)
 /* Anything runnable anywhere that w could take? (the sleeper's re-check) */
 static bool work_visible(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     if (atomic_load_explicit(&rt->inj_n, SEQ) || atomic_load_explicit(&w->inbox_n, SEQ) ||
         atomic_load_explicit(&rt->post_count, SEQ) || mt_has_local(w) ||
-        atomic_load_explicit(&rt->stop, SEQ))
+        atomic_load_explicit(&rt->stop, SEQ) || weft__shutdown_untold(rt))
         return true;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct weft__worker *v = rt->ws[i];
@@ -989,7 +991,7 @@ static inline uint32_t next_rand(struct weft__worker *w)
 
 static struct weft__fiber *steal_any(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     unsigned n = rt->nworkers;
     unsigned start = next_rand(w) % n;
     for (unsigned k = 0; k < n; k++) {
@@ -1007,7 +1009,7 @@ static struct weft__fiber *steal_any(struct weft__worker *w)
  * most one sleeper blocks in the reactor; it also serves I/O for all. */
 static void mt_sleep(struct weft__worker *w, int64_t until)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     WEFT__PP(WEFT__PP_BEFORE_IDLE, w);
     bool poller = weft__spin_trylock(&rt->poll_lock);
     atomic_store_explicit(&w->in_reactor, poller, SEQ);
@@ -1039,7 +1041,7 @@ static void mt_sleep(struct weft__worker *w, int64_t until)
 /* A non-blocking look at the shared reactor, if nobody else has it. */
 static void mt_poll_now(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     if (!weft__spin_trylock(&rt->poll_lock))
         return;
     poll_reactor(w, 0);
@@ -1049,7 +1051,7 @@ static void mt_poll_now(struct weft__worker *w)
 
 static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     struct weft__fiber *f;
     if (w->inj_first) {
         w->inj_first = false;
@@ -1092,7 +1094,7 @@ static struct weft__fiber *find_work(struct weft__worker *w, int64_t now)
 /* Several workers: whoever first sees the trim fall due runs it. An idle
  * worker has given its cached stacks back to the pool before sleeping
  * (weft__worker_stacks_spill), so stacks freed on any worker age there. */
-static void mt_trim_if_due(struct weft_rt *rt, int64_t now)
+static void mt_trim_if_due(struct weft__rt *rt, int64_t now)
 {
     int64_t due = atomic_load_explicit(&rt->next_trim, RLX);
     if (now < due ||
@@ -1114,13 +1116,15 @@ static size_t mt_backlog(const struct weft__worker *w)
 
 static void mt_loop(struct weft__worker *w)
 {
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     w->next_io = 0;
     for (;;) {
         int64_t now = weft__clock();
         w->now = now;
         run_timers(w, now);
         int64_t io_due = weft__io_tick(w, now);
+        if (weft__shutdown_untold(rt))
+            weft__shutdown_tell(w);
         if (atomic_load_explicit(&rt->post_count, RLX) && mt_backlog(w) < WEFT__RQ_SIZE)
             weft__post_drain(rt);
         inbox_drain(w);
@@ -1174,7 +1178,7 @@ static void mt_loop(struct weft__worker *w)
  * its spawn counted too. The result never falls below the true count at
  * the moment between the two sums, so 0 means no fiber was alive then,
  * and none can appear afterwards except from a post. */
-size_t weft__live(struct weft_rt *rt)
+size_t weft__live(struct weft__rt *rt)
 {
     uint64_t exited = 0, spawned = 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
@@ -1204,7 +1208,7 @@ static void *worker_main(void *p)
     /* No worker runs a fiber before every worker exists: if a later
      * thread cannot be created, weft_run() fails, and a main_fn already
      * started here would have to be abandoned mid-run. */
-    struct weft_rt *rt = w->rt;
+    struct weft__rt *rt = w->rt;
     while (atomic_load_explicit(&rt->go, ACQ) == 0)
         weft__os_wait(&rt->go, 0, -1);
     if (!atomic_load_explicit(&rt->stop, ACQ))
@@ -1215,7 +1219,7 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-int weft__workers_start(struct weft_rt *rt)
+int weft__workers_start(struct weft__rt *rt)
 {
     if (rt->nworkers == 1)
         return 0;
@@ -1249,7 +1253,7 @@ int weft__workers_start(struct weft_rt *rt)
     return 0;
 }
 
-void weft__workers_join(struct weft_rt *rt)
+void weft__workers_join(struct weft__rt *rt)
 {
     for (unsigned i = 1; i < rt->nworkers; i++)
         if (rt->ws[i]->started)

@@ -41,7 +41,7 @@
 struct ALIAS mutex_impl {
     uint64_t magic;
     uint64_t owner;                 /* fiber id of the owner; 0 = unlocked */
-    struct weft_rt *rt;             /* runtime of owner and waiters while locked */
+    struct weft__rt *rt;             /* runtime of owner and waiters while locked */
     struct weft__wq waiters;
     weft__lockword lock;            /* guards every field but magic (multi-worker) */
     uint32_t pad_;
@@ -51,7 +51,7 @@ struct ALIAS cond_impl {
     uint64_t magic;
     struct weft__wq waiters;
     struct mutex_impl *mutex;       /* the mutex the current waiters use */
-    struct weft_rt *rt;             /* runtime of the waiters while there are some */
+    struct weft__rt *rt;             /* runtime of the waiters while there are some */
     weft__lockword lock;
     uint32_t pad_;
 };
@@ -60,7 +60,7 @@ struct ALIAS sem_impl {
     uint64_t magic;
     int64_t value;                  /* units available; 0 while anyone waits */
     struct weft__wq waiters;
-    struct weft_rt *rt;
+    struct weft__rt *rt;
     weft__lockword lock;
     uint32_t pad_;
 };
@@ -69,7 +69,7 @@ struct ALIAS wg_impl {
     uint64_t magic;
     int64_t count;
     struct weft__wq waiters;
-    struct weft_rt *rt;
+    struct weft__rt *rt;
     weft__lockword lock;
     uint32_t pad_;
 };

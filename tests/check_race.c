@@ -64,7 +64,8 @@ static weft_config workers_cfg(int n)
     return c;
 }
 
-static struct weft_rt *_Atomic the_rt;
+static struct weft__rt *_Atomic the_rt;     /* the runtime itself (weft__live) */
+static weft_rt *_Atomic the_handle;          /* its public handle (weft_post) */
 
 /* Each test starts with its own hook and clean flags (Check may run the
  * tests in one process). */
@@ -81,7 +82,7 @@ static __thread int p_live0;
 static void post_hook(enum weft__pp pp, const void *arg)
 {
     (void)arg;
-    struct weft_rt *rt = atomic_load(&the_rt);
+    struct weft__rt *rt = atomic_load(&the_rt);
     switch (pp) {
     case WEFT__PP_IDLE_CHECK:
         /* A worker about to decide that the runtime is finished. The
@@ -120,7 +121,7 @@ static void *poster(void *arg)
     (void)arg;
     if (!wait_flag(&p_idle_seen, 5000))
         return (void *)(intptr_t)-1;
-    int r = weft_post(atomic_load(&the_rt), posted_fn, NULL);
+    int r = weft_post(atomic_load(&the_handle), posted_fn, NULL);
     atomic_store(&p_posted, 1);
     return (void *)(intptr_t)r;
 }
@@ -130,7 +131,8 @@ static pthread_t poster_thread;
 static void post_main(void *arg)
 {
     (void)arg;
-    atomic_store(&the_rt, weft_runtime());
+    atomic_store(&the_rt, weft__worker()->rt);
+    atomic_store(&the_handle, weft_runtime());
     ck_assert_int_eq(pthread_create(&poster_thread, NULL, poster, NULL), 0);
     /* main returns at once: the runtime is finished but for the post. */
 }
@@ -461,6 +463,135 @@ START_TEST(test_stale_handle_after_reuse)
     hook_set(NULL);
     ck_assert_int_eq(h_cancel_rc, -ESRCH);
     ck_assert_int_eq(h_e_result, 0);        /* E was not cancelled */
+}
+END_TEST
+
+/* --------- 8. a runtime is freed only after every reference is dropped */
+
+static _Atomic int rc_held, rc_closed;
+static _Atomic int64_t rc_released_at;
+static __thread int rc_mine;
+static int rc_post_rc;
+
+static void rtref_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    if (pp == WEFT__PP_POST_REF && rc_mine) {
+        /* The poster holds a reference taken while the runtime was open:
+         * keep it until the runtime has finished and closed its slot. */
+        rc_mine = 0;
+        atomic_store(&rc_held, 1);
+        wait_flag(&rc_closed, 2000);
+        struct timespec ts = { 0, 30000000 };
+        nanosleep(&ts, NULL);
+        atomic_store(&rc_released_at, mono_ns());
+    } else if (pp == WEFT__PP_RT_CLOSED) {
+        atomic_store(&rc_closed, 1);
+    }
+}
+
+static void *rc_poster(void *arg)
+{
+    rc_mine = 1;
+    rc_post_rc = weft_post(arg, posted_fn, NULL);
+    return NULL;
+}
+
+static pthread_t rc_thread;
+
+static void rtref_main(void *arg)
+{
+    (void)arg;
+    ck_assert_int_eq(pthread_create(&rc_thread, NULL, rc_poster, weft_runtime()), 0);
+    ck_assert(fiber_wait_flag(&rc_held, 2000));
+    /* Return: the runtime finishes while the poster holds its reference. */
+}
+
+START_TEST(test_runtime_freed_after_references)
+{
+    atomic_store(&rc_held, 0);
+    atomic_store(&rc_closed, 0);
+    atomic_store(&rc_released_at, 0);
+    atomic_store(&p_ran, 0);
+    rc_post_rc = 1;
+    hook_set(rtref_hook);
+    weft_config c = workers_cfg(_i + 1);     /* 1 and 2 workers */
+    run_in_runtime(&c, rtref_main, NULL);
+    int64_t returned_at = mono_ns();
+    pthread_join(rc_thread, NULL);
+    hook_set(NULL);
+    ck_assert_msg(atomic_load(&rc_closed), "the runtime never closed its slot");
+    /* Without the wait for references weft_run frees the runtime and
+     * returns while the poster still has 30 ms to go inside weft_post. */
+    ck_assert_msg(returned_at >= atomic_load(&rc_released_at),
+                  "weft_run returned %lld us before the last reference was dropped",
+                  (long long)(atomic_load(&rc_released_at) - returned_at) / 1000);
+    ck_assert_int_eq(rc_post_rc, -ESHUTDOWN);
+    ck_assert_int_eq(atomic_load(&p_ran), 0);
+}
+END_TEST
+
+/* ---- 9. a shutdown asked while a waiter decides to wait is not missed */
+
+static _Atomic int sw_held, sw_asked;
+static int sw_result;
+static int64_t sw_took_ms;
+
+static void shutwait_hook(enum weft__pp pp, const void *arg)
+{
+    (void)arg;
+    if (pp == WEFT__PP_SHUTDOWN_WAIT && !atomic_exchange(&sw_held, 1)) {
+        /* The waiter found no shutdown asked and is about to queue: let a
+         * plain thread ask, and a worker tell, before it does. */
+        wait_flag(&sw_asked, 2000);
+        struct timespec ts = { 0, 5000000 };
+        nanosleep(&ts, NULL);
+    } else if (pp == WEFT__PP_SHUTDOWN_ASKED) {
+        atomic_store(&sw_asked, 1);
+    }
+}
+
+static void *sw_asker(void *h)
+{
+    wait_flag(&sw_held, 2000);
+    weft_rt_shutdown(h);
+    return NULL;
+}
+
+static void *sw_waiter(void *arg)
+{
+    (void)arg;
+    int64_t t0 = mono_ns();
+    sw_result = weft_rt_shutdown_wait(weft_deadline_ms(3000));
+    sw_took_ms = (mono_ns() - t0) / 1000000;
+    return NULL;
+}
+
+static void shutwait_main(void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, sw_asker, weft_runtime()), 0);
+    weft_fiber *f;
+    ck_assert_int_eq(weft_spawn(&f, NULL, sw_waiter, NULL), 0);
+    ck_assert_int_eq(weft_join(f, NULL, WEFT_FOREVER), 0);
+    pthread_join(th, NULL);
+}
+
+START_TEST(test_shutdown_wait_not_missed)
+{
+    atomic_store(&sw_held, 0);
+    atomic_store(&sw_asked, 0);
+    sw_result = 1;
+    hook_set(shutwait_hook);
+    weft_config c = workers_cfg(_i + 1);     /* 1 and 2 workers */
+    run_in_runtime(&c, shutwait_main, NULL);
+    hook_set(NULL);
+    ck_assert_msg(atomic_load(&sw_held) && atomic_load(&sw_asked),
+                  "the interleaving was not reached");
+    ck_assert_int_eq(sw_result, 0);
+    ck_assert_msg(sw_took_ms < 1000, "the waiter waited %lld ms for a shutdown asked at once",
+                  (long long)sw_took_ms);
 }
 END_TEST
 
@@ -859,9 +990,11 @@ int main(void)
     tcase_add_test(tc, test_sleeper_sees_lifo_slot);
     tcase_add_test(tc, test_spawn_during_shutdown_is_cancelled);
     tcase_add_test(tc, test_stale_handle_after_reuse);
-    suite_add_tcase(s, tc);
     TCase *inv = tcase_create("invariants");
     tcase_set_timeout(inv, 120);
+    tcase_add_loop_test(tc, test_runtime_freed_after_references, 0, 2);
+    tcase_add_loop_test(tc, test_shutdown_wait_not_missed, 0, 2);
+    suite_add_tcase(s, tc);
     tcase_add_loop_test(inv, test_chaos_no_lost_wakeup, 0, 2);
     tcase_add_loop_test(inv, test_resume_waits_for_switch_away, 0, 2);
     tcase_add_loop_test(inv, test_chaos_accepted_posts_run, 0, 2);

@@ -170,6 +170,92 @@ START_TEST(post_wakes_an_idle_worker)
 }
 END_TEST
 
+/* Posting across the end of a run: a handle outlives its runtime. Plain
+ * threads post while main returns and go on after weft_run has returned;
+ * every post accepted ran, every one after the end is refused with
+ * -ESHUTDOWN, and nothing reads freed memory (this test runs under ASan
+ * in scripts/test.sh). Then the stale handle is refused while another
+ * runtime runs, and a value that is no handle at all is -EINVAL. */
+#define XE_POSTERS 3
+static _Atomic int xe_returned;
+static _Atomic long xe_accepted, xe_ran, xe_refused_after;
+static weft_rt *xe_handle;
+
+static void xe_fn(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&xe_ran, 1);
+}
+
+static void *xe_poster(void *arg)
+{
+    weft_rt *rt = arg;
+    long after = 0;
+    for (int n = 0; after < 2000; n++) {
+        int returned = atomic_load(&xe_returned);
+        int r = weft_post(rt, xe_fn, NULL);
+        if (r == 0) {
+            if (returned)
+                return (void *)1;       /* accepted by a runtime that had ended */
+            atomic_fetch_add(&xe_accepted, 1);
+        } else if (r != -ESHUTDOWN) {
+            return (void *)2;
+        } else if (returned) {
+            after++;
+        }
+        /* At the runtime's own pace (sanitizers slow it down): never more
+         * than a few posts ahead of what has run, so the queue stays short
+         * and the runtime can finish while the posters go on. */
+        while (!atomic_load(&xe_returned) &&
+               atomic_load(&xe_accepted) - atomic_load(&xe_ran) > 64)
+            sched_yield();
+    }
+    atomic_fetch_add(&xe_refused_after, after);
+    return NULL;
+}
+
+static pthread_t xe_threads[XE_POSTERS];
+
+static void body_post_across_end(void *unused)
+{
+    (void)unused;
+    xe_handle = weft_runtime();
+    for (int i = 0; i < XE_POSTERS; i++)
+        ck_assert_int_eq(pthread_create(&xe_threads[i], NULL, xe_poster, xe_handle), 0);
+    weft_sleep_ms(20);
+}
+
+static void body_stale_handle(void *unused)
+{
+    (void)unused;
+    ck_assert_ptr_ne(weft_runtime(), xe_handle);
+    ck_assert_int_eq(weft_post(xe_handle, xe_fn, NULL), -ESHUTDOWN);
+    ck_assert_int_eq(weft_post((weft_rt *)(uintptr_t)0x7fff0000u, xe_fn, NULL), -EINVAL);
+    ck_assert_int_eq(weft_post(weft_runtime(), xe_fn, NULL), 0);
+}
+
+START_TEST(post_across_the_end_of_a_run)
+{
+    atomic_store(&xe_returned, 0);
+    atomic_store(&xe_accepted, 0);
+    atomic_store(&xe_ran, 0);
+    atomic_store(&xe_refused_after, 0);
+    run_in_runtime(NULL, body_post_across_end, NULL);
+    atomic_store(&xe_returned, 1);
+    long accepted_by_end = atomic_load(&xe_accepted);
+    for (int i = 0; i < XE_POSTERS; i++) {
+        void *r;
+        pthread_join(xe_threads[i], &r);
+        ck_assert_ptr_null(r);
+    }
+    ck_assert_int_gt(accepted_by_end, 0);
+    ck_assert_int_eq(atomic_load(&xe_accepted), accepted_by_end);
+    ck_assert_int_eq(atomic_load(&xe_ran), accepted_by_end);
+    ck_assert_int_eq(atomic_load(&xe_refused_after), XE_POSTERS * 2000);
+    run_in_runtime(NULL, body_stale_handle, NULL);
+}
+END_TEST
+
 /* ------------------------------------------------------------ two runtimes */
 
 /* Each runtime waits until both have started, looks at the count, and
@@ -941,7 +1027,7 @@ END_TEST
 #define INJ_SWITCH_BOUND (4 * 61)
 
 struct inj_run {
-    weft_rt *rt;
+    struct weft__rt *rt;
     struct weft__fiber *_Atomic parked;
     _Atomic int pinned[2];          /* yielders pinned to each worker (at most 2) */
     _Atomic int busy;               /* every worker has one: the thread may wake */
@@ -954,7 +1040,7 @@ struct inj_run {
     int park_result;
 };
 
-static int64_t switches_sum(weft_rt *rt)
+static int64_t switches_sum(struct weft__rt *rt)
 {
     int64_t n = 0;
     for (unsigned i = 0; i < rt->nworkers; i++)
@@ -1049,7 +1135,7 @@ static void *inj_waker(void *p)
 static void body_injector(void *p)
 {
     struct inj_run *r = p;
-    r->rt = weft_runtime();
+    r->rt = weft__worker()->rt;
     ck_assert_uint_eq(r->rt->nworkers, 2);
     weft_fiber *parked, *y[INJ_YIELDERS];
     ck_assert_int_eq(weft_spawn(&parked, NULL, inj_parked, r), 0);
@@ -1125,7 +1211,7 @@ static void *percpu_busy(void *p)
 static void body_percpu(void *p)
 {
     struct percpu *pc = p;
-    weft_rt *rt = weft_runtime();
+    struct weft__rt *rt = weft__worker()->rt;
     ck_assert_uint_eq(rt->nworkers, pc->n);
     weft_worker_stats ws;
     ck_assert_int_eq(weft_worker_stats_get((int)pc->n - 1, &ws), 0);
@@ -1194,6 +1280,7 @@ int main(void)
     tcase_add_test(tc, run_with_null_config);
     tcase_add_test(tc, post_from_other_threads);
     tcase_add_test(tc, post_wakes_an_idle_worker);
+    tcase_add_test(tc, post_across_the_end_of_a_run);
     tcase_add_test(tc, two_runtimes_on_two_threads);
     tcase_add_test(tc, stats_follow_the_fibers);
     tcase_add_test(tc, dump_shows_fibers_and_waits);

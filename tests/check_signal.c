@@ -33,7 +33,7 @@ static void on_w0(void)
 {
     struct weft__fiber *self = weft__self(weft__worker());
     ck_assert_ptr_nonnull(self);
-    struct weft_rt *rt = self->rt;
+    struct weft__rt *rt = self->rt;
     if (!rt->mt)
         return;
     self->home = &rt->w0;

@@ -33,7 +33,7 @@
  * puts them in its debug info even when libweft itself has none (Release):
  * the test then exercises the extension in every build. */
 struct gdb_target_types {
-    struct weft_rt *rt;
+    struct weft__rt *rt;
     enum weft__fstate fstate;
     enum weft__wait_kind wait_kind;
     enum weft__fflag fflag;

@@ -98,7 +98,7 @@ _ENUM_FALLBACK = {
     "enum weft__fstate": ["free", "runnable", "running", "parked", "exiting",
                           "done", "sched"],
     "enum weft__wait_kind": ["none", "sleep", "join", "fd", "chan", "select", "mutex",
-                             "cond", "sem", "wg", "offload", "signal"],
+                             "cond", "sem", "wg", "offload", "signal", "shutdown"],
     "enum weft__fflag": {1: "detached", 2: "cancelled", 4: "main", 8: "pinned",
                          16: "voidfn"},
     "enum weft__guard_kind": {1: "madvise", 2: "mprotect", 3: "canary"},
@@ -138,7 +138,7 @@ def _registry():
     try:
         # The cast also serves a library built without -g, where the symbol
         # is there but its type is not ("has unknown type").
-        head = gdb.parse_and_eval("*(struct weft_rt **)&weft__registry")
+        head = gdb.parse_and_eval("*(struct weft__rt **)&weft__registry")
     except gdb.error:
         raise WeftError("weft: no symbol weft__registry: is this a weft program "
                         "(with symbols), and has its library been loaded yet?")

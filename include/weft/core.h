@@ -56,6 +56,10 @@ typedef struct weft_config {
     int    stack_high_water; /* 1: measure how deep each fiber's stack went
                                 (weft_dump, weft_stats.stack_high_water); costs
                                 a syscall and page faults per spawn: debugging only */
+    int    shutdown_on_signals; /* 1: SIGINT and SIGTERM call weft_rt_shutdown()
+                                on this runtime instead of ending the process
+                                (a handler is installed while it runs; the
+                                previous dispositions come back afterwards) */
 } weft_config;
 
 /** Fills *cfg with the defaults (one worker, 256 KiB stacks, AUTO guard). */
@@ -73,24 +77,63 @@ WEFT_API void weft_config_init(weft_config *cfg);
  * Returns 0 once everything has finished and every resource is released, or:
  *  -EINVAL   main_fn is NULL, or a field of cfg is out of range
  *  -EDEADLK  called from inside a fiber (a runtime cannot nest on a worker)
- *  -ENOMEM, -EMFILE, -EAGAIN, ...  the runtime could not be set up
+ *  -EAGAIN   256 runtimes run already (or a worker thread could not be made)
+ *  -ENOMEM, -EMFILE, ...  the runtime could not be set up
  */
 WEFT_API int weft_run(const weft_config *cfg, void (*main_fn)(void *arg), void *arg);
 
+/* A runtime's handle. Not a pointer to the runtime: a value that stays
+ * safe to pass after the runtime has finished (calls then return
+ * -ESHUTDOWN), from any thread. */
 typedef struct weft_rt weft_rt;
 
-/** The runtime of the calling fiber, or NULL outside any fiber. */
+/** The handle of the calling fiber's runtime, or NULL outside any fiber.
+ * It is the same value for the runtime's whole life. */
 WEFT_API weft_rt *weft_runtime(void);
 
 /**
  * weft_post - start fn(arg) as a new detached fiber of rt. Thread-safe and
  * callable from any OS thread, inside the runtime or not (a signal handler
- * excepted). rt must still be running: the caller keeps it alive.
- * Returns 0, or -EINVAL (rt or fn NULL), -ENOMEM, or -ESHUTDOWN once the
- * runtime has finished. A post accepted while the runtime is shutting down
+ * excepted), also after rt has finished.
+ * Returns 0, or:
+ *  -EINVAL     rt or fn NULL, or rt not a runtime handle
+ *  -ESHUTDOWN  the runtime has finished, or is returning from weft_run
+ *  -ENOMEM     no memory for the request
+ * A post accepted while the runtime is shutting down (main_fn returned)
  * still runs, in a fiber that starts cancelled.
  */
 WEFT_API int weft_post(weft_rt *rt, void (*fn)(void *arg), void *arg);
+
+/* ----------------------------------------------------------------- shutdown */
+
+/**
+ * weft_rt_shutdown - mark rt as shutting down and wake the fibers in
+ * weft_rt_shutdown_wait(). It cancels nothing: what shutting down means is
+ * the program's business (docs/guide.md, "Shutting down"). Callable from
+ * any thread, inside the runtime or not, and from a signal handler
+ * (async-signal-safe); calling it again is harmless.
+ * Returns 0, or -EINVAL (rt NULL or not a runtime handle), -ESHUTDOWN (the
+ * runtime has finished).
+ */
+WEFT_API int weft_rt_shutdown(weft_rt *rt);
+
+/**
+ * weft_rt_shutdown_wait - park until weft_rt_shutdown() has been called on
+ * the caller's runtime (at once if it has been).
+ * Returns 0, or -ETIMEDOUT (the deadline passed first), -ECANCELED (the
+ * calling fiber was cancelled), -EPERM (not called from inside a fiber).
+ */
+WEFT_API int weft_rt_shutdown_wait(int64_t deadline);
+
+/**
+ * weft_rt_shutdown_requested - the cheap check for loops: 1 if
+ * weft_rt_shutdown() has been called on rt, 0 if not. rt NULL means the
+ * calling fiber's runtime (a load and no more). Callable anywhere.
+ * Returns 1, 0, or -EPERM (rt NULL outside a fiber), -EINVAL (not a
+ * runtime handle), -ESHUTDOWN (rt has finished). The errors are non-zero,
+ * so `while (!weft_rt_shutdown_requested(rt))` ends on them too.
+ */
+WEFT_API int weft_rt_shutdown_requested(weft_rt *rt);
 
 /* ------------------------------------------------------------------- fibers */
 

@@ -24,6 +24,7 @@
  * go to the polling thread's worker, so the fibers it wakes run there.
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -112,7 +113,9 @@ static int ep_poll(struct weft__reactor *r, int timeout_ms)
 static int ep_wake(struct weft__reactor *r)
 {
     uint64_t one = 1;
-    ssize_t n = write(r->evfd, &one, sizeof one);
+    /* The raw system call: wake runs in signal handlers (weft_rt_shutdown),
+     * where libweft_hook's write() would not be safe. */
+    ssize_t n = weft__sys_write(r->evfd, &one, sizeof one);
     /* EAGAIN means the counter is already non-zero: a wake-up is pending. */
     return n == (ssize_t)sizeof one || errno == EAGAIN ? 0 : -errno;
 }

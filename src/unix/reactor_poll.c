@@ -21,6 +21,7 @@
  * and calls watch(): lock order entry lock, then this one).
  */
 #include "internal.h"
+#include "sys.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -158,7 +159,8 @@ static int pl_poll(struct weft__reactor *r, int timeout_ms)
 static int pl_wake(struct weft__reactor *r)
 {
     char c = 1;
-    ssize_t n = write(r->pipe_wr, &c, 1);
+    /* The raw system call: see ep_wake. */
+    ssize_t n = weft__sys_write(r->pipe_wr, &c, 1);
     /* A full pipe already holds a wake-up. */
     return n == 1 || errno == EAGAIN ? 0 : -errno;
 }

@@ -97,7 +97,7 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
         return -ECANCELED;
 
     /* Several workers: move to worker 0 for the call (see the top). */
-    struct weft_rt *rt = self->rt;
+    struct weft__rt *rt = self->rt;
     struct weft__worker *prev_home = self->home;
     if (rt->mt) {
         self->home = &rt->w0;
@@ -128,4 +128,70 @@ int weft_signal_wait(const sigset_t *set, int64_t deadline)
             weft__yield(self->w, self);     /* back to the worker it is pinned to */
     }
     return r;
+}
+
+/* ---------------------------------------------- shutdown_on_signals
+ *
+ * weft_config.shutdown_on_signals: a SIGINT or SIGTERM that reaches a
+ * handler (any thread that does not block it) calls weft_rt_shutdown() on
+ * every running runtime that asked for it. The handler is installed while
+ * at least one such runtime runs and the previous dispositions come back
+ * when the last one ends. The handler does only async-signal-safe work:
+ * it walks the handle table without a lock, takes a reference to each
+ * open runtime (one compare-and-swap), stores a flag and writes to the
+ * reactor's wake-up descriptor (runtime.c). A signal that is blocked on
+ * worker 0 because a fiber waits for it in weft_signal_wait() is taken by
+ * that fiber instead, if it arrives while the block lasts.
+ */
+
+static pthread_mutex_t shut_mu = PTHREAD_MUTEX_INITIALIZER;
+static int shut_users;
+static struct sigaction shut_old_int, shut_old_term;
+
+static void shut_one(struct weft__rt *rt, void *ctx)
+{
+    (void)ctx;
+    if (rt->cfg.shutdown_on_signals)
+        weft__rt_shutdown(rt);
+}
+
+static void on_shutdown_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    weft__rt_each_open(shut_one, NULL);
+    errno = saved;
+}
+
+int weft__shutdown_signals_install(void)
+{
+    int err = 0;
+    pthread_mutex_lock(&shut_mu);
+    if (shut_users == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_shutdown_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        if (sigaction(SIGINT, &sa, &shut_old_int) != 0) {
+            err = -errno;
+        } else if (sigaction(SIGTERM, &sa, &shut_old_term) != 0) {
+            err = -errno;
+            sigaction(SIGINT, &shut_old_int, NULL);
+        }
+    }
+    if (!err)
+        shut_users++;
+    pthread_mutex_unlock(&shut_mu);
+    return err;
+}
+
+void weft__shutdown_signals_uninstall(void)
+{
+    pthread_mutex_lock(&shut_mu);
+    if (--shut_users == 0) {
+        sigaction(SIGINT, &shut_old_int, NULL);
+        sigaction(SIGTERM, &shut_old_term, NULL);
+    }
+    pthread_mutex_unlock(&shut_mu);
 }
