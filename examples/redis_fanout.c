@@ -3,7 +3,7 @@
  * Every fiber uses the plain synchronous hiredis API - redisConnect,
  * redisCommand, redisFree - exactly as a single-threaded program would.
  * The program is linked with -lweft_hook (or run with
- * LD_PRELOAD=libweft_hook.so), which turns hiredis's blocking connect,
+ * LD_PRELOAD=libweft_hook.so.0), which turns hiredis's blocking connect,
  * poll, read and write into parking weft calls, so on ONE worker thread the
  * requests proceed side by side: each fiber sends a BLPOP on a key nobody
  * pushes to, Redis holds every one of them for the timeout, and the whole

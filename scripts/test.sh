@@ -6,6 +6,8 @@
 #   3. valgrind (memcheck) over every single-worker suite;
 #   4. install into a scratch prefix and build a consumer through
 #      find_package(weft) and through pkg-config, linked static and shared;
+#      then libweft_hook each way docs/hooks.md shows (command line,
+#      pkg-config, CMake target, LD_PRELOAD) and WEFT_REQUIRE_HOOK;
 #   5. fault: the fault-injection walk (WEFT_FAULT_INJECTION) under ASan+UBSan;
 #   6. fuzz: each libFuzzer target for a bounded time (WEFT_FUZZ_SECONDS);
 #   7. soak: the echo server under mixed abuse (WEFT_SOAK_SECONDS);
@@ -147,6 +149,45 @@ consumer)
     cmake --build build/vendored -j"$jobs" >/dev/null
     build/vendored/consumer_vendored
     echo "consumer builds and runs (find_package, pkg-config, add_subdirectory; static and shared); exports are weft_* only"
+
+    say "libweft_hook: every way docs/hooks.md shows, each line as written"
+    # hook_app names no hooked call itself (as a program around hiredis),
+    # so the linker keeps the hook only if the documented line does; it
+    # exits 1 when weft_hook_active() says no. gcc links with --as-needed
+    # by default on Debian, which is what used to drop the hook.
+    libdir=$(pkg-config --variable=libdir weft)
+    hk=build/consumer/hook
+    mkdir -p "$hk"
+    cp tests/consumer/hook_app.c "$hk/app.c"
+    # 1. The command line. CPATH and LIBRARY_PATH stand for an install in
+    #    /usr/local, so the line itself is the documented one.
+    (cd "$hk" && CPATH=$prefix/include LIBRARY_PATH=$libdir \
+        cc app.c -lweft_hook -lweft -lhiredis && LD_LIBRARY_PATH=$libdir ./a.out)
+    # 2. pkg-config.
+    (cd "$hk" && cc app.c $(pkg-config --cflags --libs weft_hook) -lhiredis -o app_pc &&
+        LD_LIBRARY_PATH=$libdir ./app_pc)
+    # 3. The CMake target (tests/consumer/CMakeLists.txt), installed and vendored.
+    build/consumer/consumer_hook
+    build/vendored/consumer_vendored_hook
+    # 4. LD_PRELOAD from the private prefix, into a program linked with
+    #    -lweft only, and into programs not linked with libweft at all:
+    #    the hook finds libweft.so beside it (RUNPATH $ORIGIN), without
+    #    LD_LIBRARY_PATH. hook_app also runs system() under the preload.
+    (cd "$hk" && cc app.c -I"$prefix/include" -L"$libdir" -Wl,-rpath,"$libdir" -lweft -o app_plain)
+    if "$hk/app_plain"; then echo "app_plain: the hook is active without being linked"; exit 1; fi
+    LD_PRELOAD=$libdir/libweft_hook.so.0 "$hk/app_plain"
+    LD_PRELOAD=$libdir/libweft_hook.so.0 /bin/true
+    LD_PRELOAD=$libdir/libweft_hook.so.0 sh -c true
+    LD_PRELOAD=$libdir/libweft_hook.so.0 timeout 10 true
+    # WEFT_REQUIRE_HOOK=1 aborts a program without the hook at weft_run,
+    # with one line on stderr, and lets a hooked one run.
+    if WEFT_REQUIRE_HOOK=1 build/consumer/pc_shared 2>"$hk/require.err"; then
+        echo "WEFT_REQUIRE_HOOK=1 did not stop a program without the hook"; exit 1
+    fi
+    grep -q "WEFT_REQUIRE_HOOK=1 but libweft_hook is not active" "$hk/require.err"
+    (cd "$hk" && WEFT_REQUIRE_HOOK=1 LD_LIBRARY_PATH=$libdir ./a.out)
+    WEFT_REQUIRE_HOOK=1 LD_PRELOAD=$libdir/libweft_hook.so.0 build/consumer/pc_shared
+    echo "libweft_hook: command line, pkg-config, CMake target (installed and vendored), LD_PRELOAD (also into /bin/true, sh, timeout) and WEFT_REQUIRE_HOOK all work"
     ;;
 fault)
     say "fault injection: every failure point of every scenario (clang, ASan+UBSan)"

@@ -549,6 +549,22 @@ static void apply_test_env(void)
         weft__stack_force_guard(WEFT__GK_CANARY);
 }
 
+/* WEFT_REQUIRE_HOOK=1: a program written for libweft_hook stops here,
+ * loudly, when the hook is not in front of libc (the linker dropped it,
+ * or the preload was forgotten), instead of running every blocking call
+ * on its worker one at a time (docs/hooks.md). */
+static void require_hook(void)
+{
+    const char *v = getenv("WEFT_REQUIRE_HOOK");
+    if (!v || strcmp(v, "1") != 0 || weft_hook_active())
+        return;
+    static const char msg[] = "weft: WEFT_REQUIRE_HOOK=1 but libweft_hook is not active "
+                              "(not linked, dropped by --as-needed, or not preloaded; "
+                              "see docs/hooks.md)\n";
+    weft__os_write_err(msg, sizeof msg - 1);
+    abort();
+}
+
 /* The worker table; workers other than w0 get their own cache lines. */
 static int workers_alloc(struct weft__rt *rt)
 {
@@ -604,6 +620,7 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
         return -EINVAL;
     if (weft__worker())
         return -EDEADLK;
+    require_hook();
     weft_config c;
     if (cfg)
         c = *cfg;

@@ -159,6 +159,19 @@ START_TEST(test_outside_fibers_is_libc)
 }
 END_TEST
 
+/* The hook says it is active, linked or preloaded, and WEFT_REQUIRE_HOOK=1
+ * lets the program run (check_runtime shows the abort without the hook). */
+static void body_nothing(void *arg) { (void)arg; }
+
+START_TEST(test_hook_reports_itself_active)
+{
+    ck_assert_int_eq(weft_hook_active(), 1);
+    setenv("WEFT_REQUIRE_HOOK", "1", 1);
+    run_legacy(NULL, body_nothing, NULL);
+    unsetenv("WEFT_REQUIRE_HOOK");
+}
+END_TEST
+
 /* ------------------------------------------------------------ read/write */
 
 struct rw { int fd; ssize_t n; int err; char buf[64]; int64_t took; };
@@ -791,6 +804,7 @@ static Suite *hook_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_outside_fibers_is_libc);
+    tcase_add_test(tc, test_hook_reports_itself_active);
     tcase_add_test(tc, test_read_parks_only_its_fiber);
     tcase_add_test(tc, test_outside_after_fiber_use_still_blocks);
     tcase_add_test(tc, test_every_read_write_form);

@@ -44,12 +44,14 @@ echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on 12
 # The bound proves the requests overlapped: one after another, $fibers
 # BLPOPs of 0.5 s take $fibers/2 seconds. 10 s leaves room for a loaded
 # machine under ASan (2.2 s was seen there) and is still 50x under serial.
-echo "-- linked with -lweft_hook"
-"$bin" "$port" "$fibers" 0.5 10.0 || { echo "FAIL: linked"; exit 1; }
+# WEFT_REQUIRE_HOOK=1: a hook the linker dropped aborts at once, loudly.
+echo "-- linked with weft::weft_hook (the program names no hooked call itself)"
+WEFT_REQUIRE_HOOK=1 "$bin" "$port" "$fibers" 0.5 10.0 || { echo "FAIL: linked"; exit 1; }
 if [ -n "$plain" ]; then
     echo "-- without the hook: 4 fibers take turns (the baseline)"
     "$plain" "$port" 4 0.2 || { echo "FAIL: baseline"; exit 1; }
     echo "-- the same binary with LD_PRELOAD=$(basename "$hook")"
-    LD_PRELOAD=$hook "$plain" "$port" "$fibers" 0.5 10.0 || { echo "FAIL: LD_PRELOAD"; exit 1; }
+    WEFT_REQUIRE_HOOK=1 LD_PRELOAD=$hook "$plain" "$port" "$fibers" 0.5 10.0 ||
+        { echo "FAIL: LD_PRELOAD"; exit 1; }
 fi
 echo "PASS"

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1271,6 +1272,48 @@ START_TEST(strerror_covers_every_code)
 }
 END_TEST
 
+/* WEFT_REQUIRE_HOOK=1 in a program without libweft_hook (this suite links
+ * the static library): weft_run aborts with one line on stderr. Any other
+ * value changes nothing. check_hook proves the hooked side. */
+static void empty_main(void *arg) { (void)arg; }
+
+START_TEST(require_hook_aborts_without_the_hook)
+{
+    ck_assert_int_eq(weft_hook_active(), 0);
+    int ep[2];
+    ck_assert_int_eq(pipe(ep), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(ep[1], 2);
+        close(ep[0]);
+        setenv("WEFT_REQUIRE_HOOK", "1", 1);
+        weft_run(NULL, empty_main, NULL);
+        _exit(0); /* not reached */
+    }
+    close(ep[1]);
+    char err[1024];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof err - 1 && (n = read(ep[0], err + len, sizeof err - 1 - len)) > 0)
+        len += (size_t)n;
+    err[len] = 0;
+    close(ep[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x, stderr: %s", st, err);
+    const char *line = strstr(err, "weft: WEFT_REQUIRE_HOOK=1 but libweft_hook is not active");
+    ck_assert_msg(line && (line == err || line[-1] == '\n'), "stderr: %s", err);
+    const char *end = strchr(line, '\n');
+    ck_assert_ptr_nonnull(end);
+    ck_assert_ptr_nonnull(strstr(line, "docs/hooks.md"));
+    ck_assert(strstr(line, "docs/hooks.md") < end);  /* one line */
+    setenv("WEFT_REQUIRE_HOOK", "0", 1);
+    run_in_runtime(NULL, empty_main, NULL);
+    unsetenv("WEFT_REQUIRE_HOOK");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("runtime");
@@ -1288,6 +1331,7 @@ int main(void)
     tcase_add_test(tc, stack_high_water_is_measured);
     tcase_add_test(tc, sigquit_prints_a_dump);
     tcase_add_test(tc, strerror_covers_every_code);
+    tcase_add_test(tc, require_hook_aborts_without_the_hook);
     tcase_add_test(tc, worker_stats_per_worker);
     tcase_add_test(tc, no_lost_wakeups_with_idle_workers);
     tcase_add_test(tc, cross_worker_relay);

@@ -302,6 +302,19 @@ WEFT_API int weft_worker_stats_get(int index, weft_worker_stats *out);
  */
 WEFT_API void weft_dump(FILE *out);
 
+/**
+ * weft_hook_active - whether libweft_hook (docs/hooks.md) is loaded ahead of
+ * libc, so that plain blocking libc calls made in fibers park only the
+ * fiber. Returns 1 if so, 0 if the hook is not loaded (it was never linked,
+ * the linker dropped it under --as-needed, or it is not preloaded) or is
+ * loaded behind libc, where it intercepts nothing. Callable anywhere,
+ * with or without the hook; it looks the hook up, so call it once, not
+ * per request. With the environment variable WEFT_REQUIRE_HOOK=1,
+ * weft_run() makes this check itself and aborts the program with a
+ * one-line message when the answer is 0.
+ */
+WEFT_API int weft_hook_active(void);
+
 WEFT_END_DECLS
 
 #endif

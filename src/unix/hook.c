@@ -204,6 +204,16 @@ __attribute__((constructor)) static void hook_init(void)
     HOOKED(RESOLVE)
 }
 
+/* For weft_hook_active() in libweft (src/unix/hookcheck.c): the libc
+ * read() the hook forwards to. The hook intercepts when it comes before
+ * that function's object in the link map. Its name is also the symbol
+ * libweft_hook_keep.o references so that linkers keep the hook under
+ * --as-needed (src/unix/hook_keep.c). */
+HOOK void *weft__hook_probe(void)
+{
+    return (void *)REAL(read);
+}
+
 /* ------------------------------------------------------------ descriptors */
 
 enum {
