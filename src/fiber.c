@@ -444,7 +444,7 @@ static bool handle_current(const struct weft__fiber *f, const weft_fiber *h)
 
 __attribute__((always_inline)) static inline int
 spawn_fiber(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg, uint8_t flags,
-            struct weft__fiber **out)
+            const void *site, struct weft__fiber **out)
 {
     struct weft__rt *rt = w->rt;
     struct weft__fiber *f;
@@ -453,6 +453,7 @@ spawn_fiber(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg, 
         return err;
     f->fn = (weft_fn)fn;
     f->arg = arg;
+    f->spawn_site = site;
     atomic_store_explicit(&f->flags, atomic_load_explicit(&f->flags, memory_order_relaxed) | flags,
                           memory_order_relaxed);
     atomic_store_explicit(&w->n_spawned,
@@ -485,7 +486,7 @@ spawn_fiber(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg, 
 int weft__spawn(struct weft__worker *w, const weft_attr *attr, void *fn, void *arg,
                 uint8_t flags, struct weft__fiber **out)
 {
-    return spawn_fiber(w, attr, fn, arg, flags, out);
+    return spawn_fiber(w, attr, fn, arg, flags, NULL, out);
 }
 
 /* ------------------------------------------------------------- public verbs */
@@ -507,10 +508,12 @@ int weft_spawn(weft_fiber **fp, const weft_attr *attr, weft_fn fn, void *arg)
     if (!fn)
         return -EINVAL;
     struct weft__fiber *f;
-    int err = spawn_fiber(w, attr, (void *)fn, arg, fp ? 0 : WEFT__FL_DETACHED, &f);
+    /* The spawn site is written before the fiber is queued: a detached
+     * one may run, exit and have its block reused by then. */
+    int err = spawn_fiber(w, attr, (void *)fn, arg, fp ? 0 : WEFT__FL_DETACHED,
+                          __builtin_return_address(0), &f);
     if (err)
         return err;
-    f->spawn_site = __builtin_return_address(0);
     if (fp)
         *fp = weft__fiber_handle(f);
     return 0;
