@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# check_echo_shutdown.sh ECHO_SERVER - the graceful shutdown of
+# check_echo_shutdown.sh ECHO_SERVER [RUNNER] - the graceful shutdown of
 # examples/echo_server (weft_config.shutdown_on_signals and
 # weft_rt_shutdown_wait), with one and two workers:
 #  1. SIGTERM with an idle connection open: the listener closes at once,
@@ -9,6 +9,7 @@
 #     server waits for it and exits 0 without cancelling anything.
 set -u
 server=$1
+runner=${2:-}       # a cross build's emulator (qemu-aarch64 ...), or nothing
 work=$(mktemp -d)
 spid=
 trap '[ -n "$spid" ] && kill -9 "$spid" 2>/dev/null; rm -rf "$work"' EXIT
@@ -16,7 +17,8 @@ trap '[ -n "$spid" ] && kill -9 "$spid" 2>/dev/null; rm -rf "$work"' EXIT
 fail() { echo "check_echo_shutdown: $*"; cat "$work/err" 2>/dev/null; exit 1; }
 
 start() {   # start WORKERS: runs the server on a free port, sets $port
-    "$server" -w "$1" -g 300 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+    # $runner is split into words on purpose: the emulator and its options.
+    $runner "$server" -w "$1" -g 300 127.0.0.1:0 >"$work/out" 2>"$work/err" &
     spid=$!
     for _ in $(seq 100); do
         grep -q 'listening on' "$work/out" 2>/dev/null && break
