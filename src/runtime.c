@@ -684,45 +684,31 @@ int weft_run(const weft_config *cfg, void (*main_fn)(void *), void *arg)
                         WEFT__FL_DETACHED | WEFT__FL_VOIDFN, &d) == 0)
             strcpy(d->name, "weft: SIGQUIT dump");
     }
-    /* Registered first: another worker may start main at once. */
-    if ((err = weft__registry_add(rt)) != 0) {
-        weft__worker_set(NULL);
-        weft__fault_uninstall();
-        rt_free(rt);
-        if (c.dump_on_sigquit)
-            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-        return err;
+    /* Registered first: another worker may start main at once. The tear-
+     * down below is one ladder for the run and every failure on the way:
+     * each step undoes what was set up before it. */
+    bool signals_on = false;
+    if ((err = weft__registry_add(rt)) != 0)
+        goto out_fault;
+    if (c.shutdown_on_signals) {
+        if ((err = weft__shutdown_signals_install()) != 0)
+            goto out_registry;
+        signals_on = true;
     }
-    if (c.shutdown_on_signals && (err = weft__shutdown_signals_install()) != 0) {
-        weft__registry_remove(rt);
-        weft__worker_set(NULL);
-        weft__fault_uninstall();
-        rt_free(rt);
-        if (c.dump_on_sigquit)
-            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-        return err;
-    }
-    if ((err = weft__workers_start(rt)) != 0) {
-        /* main never ran: take it back down by hand. */
-        weft__registry_remove(rt);
-        if (c.shutdown_on_signals)
-            weft__shutdown_signals_uninstall();
-        weft__worker_set(NULL);
-        weft__fault_uninstall();
-        rt_free(rt);
-        if (c.dump_on_sigquit)
-            pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-        return err;
-    }
+    /* A failure here means main never ran: it is taken down by hand. */
+    if ((err = weft__workers_start(rt)) != 0)
+        goto out_registry;
     weft__worker_loop(w);
     weft__workers_join(rt);
+out_registry:
     weft__registry_remove(rt);
-    if (c.shutdown_on_signals)
+    if (signals_on)
         weft__shutdown_signals_uninstall();
+out_fault:
     weft__worker_set(NULL);
     weft__fault_uninstall();
     rt_free(rt);
     if (c.dump_on_sigquit)
         pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-    return 0;
+    return err;
 }
